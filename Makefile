@@ -1,0 +1,68 @@
+# Open Models Lab (开源模型实验课)
+#   make book   set up, then build the website from the executed notebooks (_build/html)
+#   make test   set up, then run every check CI runs
+#   make lab    set up, then open the course in JupyterLab
+# Every target sets up what is missing first; a second run reuses .venv and is fast.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.oml-installed
+WEB_ASSETS := book/_static/vendor/.package-lock.sha256
+TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+# Two workers: one per core of the reference machine (2 CPUs, no GPU).
+PYTEST_WORKERS ?= 2
+NB ?=
+
+.PHONY: setup book test lab student execute sync check-notebooks bench lock clean
+
+setup: $(INSTALLED) $(WEB_ASSETS)
+
+$(INSTALLED): requirements.txt requirements-lock.txt requirements-data.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements-lock.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+	@echo "setup: $(VENV) is ready"
+
+$(WEB_ASSETS): book/package-lock.json $(INSTALLED)
+	$(PY) tools/web_assets.py
+
+check-notebooks: setup
+	$(PY) tools/notebooks.py check
+
+book: check-notebooks
+	$(PY) tools/notebooks.py status _build/status.md
+	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	@echo "website: open _build/html/index.html (serve it with '$(PY) -m http.server -d _build/html' for diagrams)"
+
+test: setup
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests notebooks \
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+
+lab: setup
+	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter" $(VENV)/bin/jupyter lab \
+		--ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+student: setup
+	$(PY) -m labutils.student --out _build/student
+
+execute: setup
+	$(PY) tools/notebooks.py execute $(NB)
+
+sync: setup
+	$(PY) tools/notebooks.py sync
+
+bench: setup
+	$(PY) tools/bench.py
+
+lock: setup
+	{ head -n 2 requirements-lock.txt; $(PY) -m pip freeze --exclude-editable \
+		| grep -v -i -E '^(torch|$(shell sed -n 's/==.*//p' requirements-data.txt | paste -sd'|'))=='; } > requirements-lock.new
+	mv requirements-lock.new requirements-lock.txt
+
+clean:
+	rm -rf _build

@@ -1,0 +1,42 @@
+"""Environment for the whole test suite (unit tests, nbval, papermill, book build).
+
+- Notebooks run their quick setting (OML_SMOKE=1) and exercise checks are
+  strict (OML_STRICT_CHECKS=1): a failing solution fails the test.
+- The offline guard (tests/offline/sitecustomize.py) is put first on
+  PYTHONPATH, so every Python process the tests start, notebook kernels
+  included, cannot reach the network. Attempts are logged, and any logged
+  attempt fails the run even if the code caught the error.
+"""
+
+import importlib.util
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+OFFLINE = ROOT / "tests" / "offline"
+NETWORK_LOG = ROOT / "_build" / "network-attempts.log"
+
+os.environ["OML_SMOKE"] = "1"
+os.environ["OML_STRICT_CHECKS"] = "1"
+os.environ["OML_LIVE_PLOT"] = "0"
+os.environ["OML_NETWORK_LOG"] = str(NETWORK_LOG)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), str(ROOT), os.environ.get("PYTHONPATH")) if p)
+os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # quiet debugpy warning in kernels
+
+_spec = importlib.util.spec_from_file_location("oml_offline_guard", OFFLINE / "sitecustomize.py")
+_spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # guard this process too
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller starts with an empty log
+        NETWORK_LOG.parent.mkdir(exist_ok=True)
+        NETWORK_LOG.write_text("")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput") or not NETWORK_LOG.exists():
+        return
+    attempts = NETWORK_LOG.read_text().strip()
+    if attempts:
+        print(f"\nOFFLINE GUARD: code tried to reach the network during the tests:\n{attempts}")
+        session.exitstatus = 1

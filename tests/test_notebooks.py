@@ -1,0 +1,102 @@
+"""Every notebook: pair in sync, saved outputs complete, listed in the book, runs with smoke parameters.
+
+nbval (`pytest --nbval-lax notebooks`) executes each notebook a second way and
+compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT``.
+"""
+
+import sys
+import time
+
+import nbformat
+import pytest
+import yaml
+from nbformat.v4 import new_code_cell, new_notebook
+from papermill.exceptions import PapermillExecutionError
+
+from tests.notebook_runs import IDS, NOTEBOOKS, ROOT, read_check_log, run_with_papermill
+
+sys.path.insert(0, str(ROOT / "tools"))
+import notebooks as nbtools  # noqa: E402
+
+
+def test_there_are_notebooks_and_each_has_a_source_file():
+    assert NOTEBOOKS, "no notebooks found in notebooks/"
+    assert [p.stem for p in nbtools.sources()] == IDS
+
+
+@pytest.mark.parametrize("py", nbtools.sources(), ids=IDS)
+def test_pair_in_sync(py):
+    problems = nbtools.pair_problems(py)
+    assert not problems, f"{py.name}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_saved_outputs_are_one_complete_full_run(notebook):
+    problems = nbtools.output_problems(notebook)
+    assert not problems, f"{notebook.name}: " + "; ".join(problems)
+
+
+def test_book_lists_every_notebook():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = {c["file"] for part in toc["parts"] for c in part["chapters"]}
+    missing = {f"notebooks/{nb.stem}" for nb in NOTEBOOKS} - listed
+    assert not missing, f"add these to _toc.yml: {sorted(missing)}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+def test_runs_with_smoke_parameters_and_every_solution_passes(notebook, tmp_path):
+    log = tmp_path / "checks.jsonl"
+    out = ROOT / "_build" / "executed" / "smoke" / notebook.name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    run_with_papermill(notebook, out, log, parameters={"SMOKE": True})
+    seconds = time.perf_counter() - start
+    results = read_check_log(log)
+    assert results, f"{notebook.name} has no auto-checked exercise"
+    failed = [r for r in results if not r["passed"]]
+    assert not failed, f"solutions that fail their check: {failed}"
+    injected = [c for c in nbformat.read(out, 4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "SMOKE = True" in injected[0].source
+    print(f"{notebook.stem}: smoke run {seconds:.1f} s")
+
+
+def _scratch_notebook(tmp_path, code: str):
+    notebook = new_notebook(cells=[new_code_cell(code)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "scratch.ipynb"
+    nbformat.write(notebook, path)
+    return path
+
+
+def test_a_notebook_that_raises_fails_its_run(tmp_path):
+    path = _scratch_notebook(tmp_path, "raise RuntimeError('boom')")
+    with pytest.raises(PapermillExecutionError, match="boom"):
+        run_with_papermill(path, tmp_path / "out.ipynb", tmp_path / "log", parameters={})
+
+
+def test_a_notebook_that_reaches_for_the_network_fails_loudly(tmp_path, monkeypatch):
+    own_log = tmp_path / "network.log"  # keep this deliberate attempt out of the suite's log
+    monkeypatch.setenv("OML_NETWORK_LOG", str(own_log))
+    code = "import urllib.request\nurllib.request.urlopen('https://huggingface.co/bert-base-uncased', timeout=5)"
+    path = _scratch_notebook(tmp_path, code)
+    with pytest.raises(PapermillExecutionError, match="runs offline"):
+        run_with_papermill(path, tmp_path / "out.ipynb", tmp_path / "log", parameters={})
+    assert "huggingface.co" in own_log.read_text()
+
+
+def test_an_edited_py_without_sync_is_caught(tmp_path):
+    py = nbtools.sources()[0]
+    copy = tmp_path / py.name
+    copy.write_text(py.read_text().replace("SEED = 0", "SEED = 1"))
+    (tmp_path / py.with_suffix(".ipynb").name).write_bytes(py.with_suffix(".ipynb").read_bytes())
+    assert any("differs" in p for p in nbtools.pair_problems(copy))
+
+
+def test_an_unexecuted_cell_is_caught(tmp_path):
+    notebook = nbformat.read(NOTEBOOKS[0], 4)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    code[-1].execution_count, code[-1].outputs = None, []
+    path = tmp_path / NOTEBOOKS[0].name
+    nbformat.write(notebook, path)
+    assert any("not all executed" in p for p in nbtools.output_problems(path))

@@ -1,0 +1,51 @@
+"""The pins agree everywhere: requirements.txt, environment.yml, requirements-data.txt, labutils."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+from labutils._packages import DATA_PACKAGES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line).groups()
+            pins[name.lower()] = version
+    return pins
+
+
+def test_environment_yml_pins_the_same_packages_as_requirements():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_pins = {}
+    for line in pip_section:
+        name, version = line.split("==")
+        env_pins[name.lower()] = version
+    assert env_pins == _pins(ROOT / "requirements.txt")
+    assert "python=3.11" in conda and "pip" in conda
+
+
+def test_every_requirement_is_pinned_and_torch_comes_first():
+    lines = [l for l in (ROOT / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    assert lines[0] == "torch==2.13.0"
+    assert all("==" in line for line in lines)
+
+
+def test_data_packages_agree_with_labutils():
+    assert _pins(ROOT / "requirements-data.txt") == {d: v for d, (_, v) in DATA_PACKAGES.items()}
+
+
+def test_lock_file_does_not_pin_torch_or_data_packages():
+    locked = _pins(ROOT / "requirements-lock.txt")
+    assert "torch" not in locked  # a local build tag (+cpu) would not exist on other platforms
+    assert not set(locked) & set(DATA_PACKAGES)
+    for name, version in _pins(ROOT / "requirements.txt").items():
+        if name in locked:
+            assert locked[name] == version, f"{name}: requirements.txt and the lock file disagree"

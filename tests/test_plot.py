@@ -1,0 +1,54 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pytest
+import torch
+
+from labutils.plot import LivePlot, heatmap, plot_history, show_images
+
+
+def test_live_plot_outside_a_notebook_keeps_history_and_draws_once_at_the_end():
+    with LivePlot(title="t") as live:
+        for step in range(5):
+            live.update(step, train_loss=1.0 / (step + 1), test_acc=0.5 + step / 10)
+    assert live.history["train_loss"] == [1.0, 0.5, 1 / 3, 0.25, 0.2]
+    assert live.steps["test_acc"] == [0, 1, 2, 3, 4]
+    assert len(live.figure.axes) == 2  # losses left, metrics right
+
+
+def test_live_plot_needs_a_metric():
+    with pytest.raises(ValueError, match="at least one metric"):
+        LivePlot().update(0)
+
+
+def test_plot_history_groups_losses_and_metrics():
+    fig = plot_history({"train_loss": [3, 2, 1], "valid_loss": [3, 2.5, 2], "acc": [0.1, 0.5, 0.9]})
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "metric"]
+    assert len(fig.axes[0].lines) == 2
+    with pytest.raises(ValueError):
+        plot_history({})
+
+
+@pytest.mark.parametrize("shape", [(6, 8, 8), (6, 1, 8, 8), (6, 3, 8, 8), (6, 8, 8, 3)])
+def test_show_images_accepts_common_layouts(shape):
+    fig = show_images(torch.rand(shape), labels=list(range(6)), ncols=4)
+    assert sum(1 for ax in fig.axes if ax.images) == 6
+
+
+def test_show_images_rejects_bad_input():
+    with pytest.raises(ValueError, match="expects N images"):
+        show_images(np.zeros(5))
+    with pytest.raises(ValueError, match="6 images but 2 labels"):
+        show_images(np.zeros((6, 4, 4)), labels=[1, 2])
+
+
+def test_heatmap_labels_and_annotations():
+    ax = heatmap(np.eye(3), row_labels="abc", col_labels="xyz", title="attention")
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y", "z"]
+    assert len(ax.texts) == 9
+    with pytest.raises(ValueError, match="2-D"):
+        heatmap(np.zeros(3))
+    with pytest.raises(ValueError, match="row_labels has 2"):
+        heatmap(np.zeros((3, 3)), row_labels="ab")
