@@ -71,7 +71,7 @@ def _sources_hash(notebook) -> str:
 
 def student_notebook(notebook, name: str = "notebook"):
     """A copy of ``notebook`` with stubs for solutions and no outputs."""
-    result = nbformat.from_dict(json.loads(nbformat.writes(notebook)))
+    result = nbformat.reads(nbformat.writes(notebook), as_version=4)  # a deep copy
     solutions = 0
     for index, cell in enumerate(result.cells):
         tags = cell.get("metadata", {}).get("tags", [])

@@ -66,7 +66,8 @@ def test_never_writes_into_the_notebook_folder(tmp_path):
 
 
 def test_an_edited_student_copy_is_kept(tmp_path):
-    source = tmp_path / "01_x.ipynb"
+    source = tmp_path / "src" / "01_x.ipynb"
+    source.parent.mkdir()
     nbformat.write(_notebook(), source)
     out = tmp_path / "student"
     assert write_student_edition([source], out) == [out / source.name]
