@@ -8,7 +8,6 @@ reported as a failed exercise instead of stopping the notebook.
 Example:
     >>> check("01.1", lambda: tanh_backward(0.5), expected=0.7864477, hint="d tanh(x)/dx = 1 - tanh(x)**2")
     ✅ Exercise 01.1 passed.
-    True
 
 Set ``OML_STRICT_CHECKS=1`` (the test suite does) to turn a failure into an
 ``ExerciseFailed`` error; set ``OML_CHECK_LOG=path`` to append each result as
@@ -31,6 +30,22 @@ _MISSING = object()
 
 class ExerciseFailed(AssertionError):
     """Raised for a failed exercise in strict mode."""
+
+
+class CheckResult:
+    """Truthy when the exercise passed. Shows nothing in a notebook: ``check`` already printed."""
+
+    def __init__(self, exercise_id: str, passed: bool, reason: str | None):
+        self.exercise_id, self.passed, self.reason = exercise_id, passed, reason
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"CheckResult({self.exercise_id!r}, passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        pass
 
 
 def _to_array(value: Any) -> np.ndarray:
@@ -114,8 +129,8 @@ def check(
     test: Callable[[Any], bool | None] | None = None,
     hint: str = "",
     strict: bool | None = None,
-) -> bool:
-    """Print whether an exercise passes; return True/False.
+) -> CheckResult:
+    """Print whether an exercise passes; the result is truthy when it does.
 
     ``answer`` is a value or a zero-argument function returning it. It must
     match ``expected`` (numbers/arrays/tensors within ``atol``/``rtol``,
@@ -140,4 +155,4 @@ def check(
         strict = os.environ.get(STRICT_ENV_VAR, "0") == "1"
     if strict and not passed:
         raise ExerciseFailed(f"Exercise {exercise_id}: {reason}")
-    return passed
+    return CheckResult(exercise_id, passed, reason)

@@ -209,7 +209,7 @@ def neuron(x: torch.Tensor, w: torch.Tensor, b: float) -> torch.Tensor:
 # NBVAL_CHECK_OUTPUT
 x_ex, w_ex = torch.tensor([1.0, -2.0, 0.5]), torch.tensor([0.3, 0.1, -0.4])
 check("00.1", lambda: neuron(x_ex, w_ex, 0.2), expected=torch.sigmoid(w_ex @ x_ex + 0.2),
-      hint="z = w @ x + b, then 1 / (1 + exp(-z))");
+      hint="z = w @ x + b, then 1 / (1 + exp(-z))")
 
 # %% [markdown]
 # ## Summary

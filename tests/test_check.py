@@ -14,12 +14,14 @@ def lenient(monkeypatch):
 
 
 def test_pass_prints_a_tick(capsys):
-    assert check("t.1", 0.5 + 1e-9, expected=0.5) is True
+    result = check("t.1", 0.5 + 1e-9, expected=0.5)
+    assert result and result.passed and result.reason is None
     assert "✅ Exercise t.1 passed." in capsys.readouterr().out
 
 
 def test_fail_prints_reason_and_hint(capsys):
-    assert check("t.2", 0.7, expected=0.5, hint="halve it") is False
+    result = check("t.2", 0.7, expected=0.5, hint="halve it")
+    assert not result and "expected 0.5" in result.reason
     out = capsys.readouterr().out
     assert "❌ Exercise t.2 not passed yet: got 0.7, expected 0.5" in out
     assert "Hint: halve it" in out

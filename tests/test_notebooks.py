@@ -24,13 +24,13 @@ def test_there_are_notebooks_and_each_has_a_source_file():
     assert [p.stem for p in nbtools.sources()] == IDS
 
 
-@pytest.mark.parametrize("py", nbtools.sources(), ids=IDS)
+@pytest.mark.parametrize("py", nbtools.sources(), ids=lambda p: p.stem)
 def test_pair_in_sync(py):
     problems = nbtools.pair_problems(py)
     assert not problems, f"{py.name}: " + "; ".join(problems)
 
 
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_saved_outputs_are_one_complete_full_run(notebook):
     problems = nbtools.output_problems(notebook)
     assert not problems, f"{notebook.name}: " + "; ".join(problems)
@@ -44,7 +44,7 @@ def test_book_lists_every_notebook():
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=IDS)
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_runs_with_smoke_parameters_and_every_solution_passes(notebook, tmp_path):
     log = tmp_path / "checks.jsonl"
     out = ROOT / "_build" / "executed" / "smoke" / notebook.name
@@ -100,3 +100,35 @@ def test_an_unexecuted_cell_is_caught(tmp_path):
     path = tmp_path / NOTEBOOKS[0].name
     nbformat.write(notebook, path)
     assert any("not all executed" in p for p in nbtools.output_problems(path))
+
+
+def test_sync_refuses_to_overwrite_an_edited_older_file(tmp_path, monkeypatch):
+    import os
+    import subprocess
+
+    py = tmp_path / "notebooks" / "01_demo.py"
+    py.parent.mkdir()
+    (tmp_path / "jupytext.toml").write_text('formats = "ipynb,py:percent"\n')  # pair like the course does
+    py.write_text('# %%\nx = 1\n')
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(py)], check=True, capture_output=True)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
+    subprocess.run(git[:-2] + ["init", "-q", str(tmp_path)], check=True)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "pair"], check=True)
+    monkeypatch.setattr(nbtools, "ROOT", tmp_path)
+
+    ipynb = py.with_suffix(".ipynb")
+    notebook = nbformat.read(ipynb, 4)
+    notebook.cells[0].source = "x = 'edited in Jupyter'"
+    nbformat.write(notebook, ipynb)
+    py.write_text('# %%\nx = "edited in an editor"\n')  # both edited; the .ipynb is older
+    os.utime(ipynb, (1, 1))
+    before = ipynb.read_text()
+    assert nbtools.sync([py]) == 1
+    assert ipynb.read_text() == before  # nothing lost
+
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "keep the notebook edit"], check=True)
+    os.utime(ipynb, (1, 1))
+    assert nbtools.sync([py]) == 0  # the older side has no uncommitted edit: safe to sync
+    assert "edited in an editor" in ipynb.read_text()

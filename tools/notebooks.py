@@ -89,15 +89,18 @@ def output_problems(ipynb: Path) -> list[str]:
 SMOKE_LINE = 'SMOKE = os.environ.get("OML_SMOKE", "0") == "1"'
 
 
-def _uncommitted(path: Path) -> bool:
-    tracked = subprocess.run(["git", "ls-files", "--error-unmatch", str(path)], cwd=ROOT, capture_output=True)
-    if tracked.returncode != 0:
-        return path.exists()
-    return subprocess.run(["git", "diff", "--quiet", "HEAD", "--", str(path)], cwd=ROOT).returncode != 0
+def _inputs_edited(path: Path) -> bool:
+    """Whether the cells (not outputs) of ``path`` differ from the last commit."""
+    relative = path.relative_to(ROOT).as_posix()
+    committed = subprocess.run(["git", "show", f"HEAD:{relative}"], cwd=ROOT, capture_output=True, text=True)
+    if committed.returncode != 0:
+        return False  # not committed yet: no earlier version to lose
+    fmt = "ipynb" if path.suffix == ".ipynb" else "py:percent"
+    return _cells(jupytext.reads(committed.stdout, fmt=fmt)) != _cells(jupytext.read(path))
 
 
 def sync(paths: list[Path]) -> int:
-    """Sync each pair with jupytext; refuse when the file to be overwritten has its own edits."""
+    """Sync each pair with jupytext (the newer file wins), refusing to overwrite edited cells."""
     status = 0
     for py in paths:
         ipynb = py.with_suffix(".ipynb")
@@ -105,11 +108,11 @@ def sync(paths: list[Path]) -> int:
             continue
         if ipynb.exists():
             older = py if py.stat().st_mtime < ipynb.stat().st_mtime else ipynb
-            if _uncommitted(older) and _uncommitted(py if older is ipynb else ipynb):
+            if _inputs_edited(older):
                 print(
-                    f"refusing to sync {py.stem}: both {py.name} and {ipynb.name} have uncommitted "
-                    f"edits, and syncing would overwrite {older.name}. Keep the edits you want in one "
-                    f"file (or commit one side) and run `make sync` again.",
+                    f"refusing to sync {py.stem}: {older.name} is older than its pair but has edited cells "
+                    f"since the last commit, which syncing would overwrite. Copy the edits you want into "
+                    f"the newer file (or commit {older.name}) and run `make sync` again.",
                     file=sys.stderr,
                 )
                 status = 1
@@ -119,9 +122,12 @@ def sync(paths: list[Path]) -> int:
 
 
 def _strip_papermill(notebook) -> None:
+    """Drop papermill's bookkeeping so the .ipynb stays identical to its .py in Jupytext's eyes."""
     for cell in notebook.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if cell.metadata.get("tags") == []:
+            del cell.metadata["tags"]
     notebook.metadata.pop("papermill", None)
 
 
@@ -173,6 +179,8 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
     }
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(notebook, target)
+    if mode == "full":
+        os.utime(py)  # the .py stays the newer file, so Jupytext in JupyterLab treats it as the source
     return seconds
 
 
