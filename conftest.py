@@ -27,10 +27,26 @@ _spec = importlib.util.spec_from_file_location("oml_offline_guard", OFFLINE / "s
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # guard this process too
 
 
+TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"
+
+
 def pytest_configure(config):
-    if not hasattr(config, "workerinput"):  # the controller starts with an empty log
+    if not hasattr(config, "workerinput"):  # the controller starts with empty logs
         NETWORK_LOG.parent.mkdir(exist_ok=True)
         NETWORK_LOG.write_text("")
+        TIMINGS.unlink(missing_ok=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Each notebook's run times, so CI logs show how long every chapter takes."""
+    if not TIMINGS.exists():
+        return
+    import json
+
+    terminalreporter.section("notebook run times")
+    for line in sorted(TIMINGS.read_text().splitlines()):
+        row = json.loads(line)
+        terminalreporter.write_line(f"{row['notebook']:<32} {row['run']:<26} {row['seconds']:>6.1f} s")
 
 
 def pytest_sessionfinish(session, exitstatus):

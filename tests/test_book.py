@@ -44,7 +44,8 @@ def site() -> Path:
         [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(SITE_BUILD)],
         cwd=ROOT, capture_output=True, text=True,
     )
-    assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    problems = [l for l in (result.stdout + result.stderr).splitlines() if "WARNING" in l or "ERROR" in l]
+    assert result.returncode == 0, "book build failed:\n" + "\n".join(problems or [result.stderr[-3000:]])
     return SITE_BUILD / "_build" / "html"
 
 

@@ -5,7 +5,6 @@ compares the outputs of cells marked ``# NBVAL_CHECK_OUTPUT``.
 """
 
 import sys
-import time
 
 import nbformat
 import pytest
@@ -49,16 +48,13 @@ def test_runs_with_smoke_parameters_and_every_solution_passes(notebook, tmp_path
     log = tmp_path / "checks.jsonl"
     out = ROOT / "_build" / "executed" / "smoke" / notebook.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    run_with_papermill(notebook, out, log, parameters={"SMOKE": True})
-    seconds = time.perf_counter() - start
+    run_with_papermill(notebook, out, log, parameters={"SMOKE": True}, label="papermill, smoke")
     results = read_check_log(log)
     assert results, f"{notebook.name} has no auto-checked exercise"
     failed = [r for r in results if not r["passed"]]
     assert not failed, f"solutions that fail their check: {failed}"
     injected = [c for c in nbformat.read(out, 4).cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "SMOKE = True" in injected[0].source
-    print(f"{notebook.stem}: smoke run {seconds:.1f} s")
 
 
 def _scratch_notebook(tmp_path, code: str):

@@ -94,7 +94,8 @@ def test_every_stub_fails_its_check(notebook, tmp_path):
     """Run the student edition: the notebook completes, and each exercise solved in the saved run fails."""
     student = student_notebook(nbformat.read(notebook, 4), notebook.name)
     log = tmp_path / "checks.jsonl"
-    run_with_papermill(student, tmp_path / notebook.name, log, parameters={"SMOKE": True})
+    run_with_papermill(student, tmp_path / notebook.name, log, parameters={"SMOKE": True},
+                       label="student edition, smoke")
     results = read_check_log(log)
     assert results and not [r for r in results if r["passed"]], f"a stub passed its check: {results}"
     assert {r["id"] for r in results} == exercises_passed_in_saved_outputs(notebook)

@@ -61,6 +61,7 @@ def main() -> int:
             shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.map", "*.d.ts"))
         else:
             shutil.copy2(src, dst)
+    shutil.rmtree(MODULES)  # 0.4 GB of npm packages, no longer needed once copied
     STAMP.write_text(_lock_hash())
     size = sum(f.stat().st_size for f in VENDOR.rglob("*") if f.is_file()) / 1e6
     print(f"web assets: copied into {VENDOR.relative_to(ROOT)} ({size:.0f} MB)")
