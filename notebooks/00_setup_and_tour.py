@@ -71,16 +71,16 @@ report = device_report(device)
 # (数据预处理 → 模型设计 → 训练 → 评估 → 微调 → 部署). Each step is a chapter:
 #
 # ```mermaid
-# flowchart LR
+# flowchart TD
 #     A["Data<br/>数据预处理"] --> B["Model design<br/>模型设计"]
+#     B --> N["CNN 03 · RNN 04<br/>Attention 05"]
 #     B --> C["Loss<br/>损失函数 · 02"]
-#     C --> D["Backprop + SGD/Adam<br/>反向传播 · 01"]
+#     N --> D["Backprop + SGD/Adam<br/>反向传播 · 01"]
+#     C --> D
 #     D --> E["Evaluate<br/>模型评估"]
 #     E --> F["Fine-tune an open model<br/>微调 · 06"]
 #     F --> G["Compress + deploy<br/>压缩与部署 · 07"]
-#     B -.-> H["CNN 03 · RNN 04 · Attention 05"]
-#     H -.-> F
-#     F -.-> I["Open LLMs<br/>开源大模型 · 08"]
+#     F --> H["Open LLMs<br/>开源大模型 · 08"]
 # ```
 #
 # | chapter | what you build | open model or tool |

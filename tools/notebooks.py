@@ -184,10 +184,19 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
     return seconds
 
 
+def book_chapters() -> list[Path]:
+    """The notebooks the book lists in _toc.yml, in order."""
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    return [ROOT / f"{f}.py" for f in files if f.startswith("notebooks/")]
+
+
 def status_table(out: Path) -> None:
-    """Markdown table of each chapter's last full run, read from the saved notebooks."""
+    """Markdown table of the last full run of each chapter in the book, read from the saved notebooks."""
     rows = ["| chapter | full run | date | machine |", "|---|---|---|---|"]
-    for py in sources():
+    for py in book_chapters():
         run = nbformat.read(py.with_suffix(".ipynb"), as_version=4).metadata.get(META_KEY, {}).get("execution", {})
         link = f"[{py.stem}](../notebooks/{py.stem}.ipynb)"
         seconds = run.get("seconds")
