@@ -2,6 +2,9 @@
 
 - Notebooks run their quick setting (OML_SMOKE=1) and exercise checks are
   strict (OML_STRICT_CHECKS=1): a failing solution fails the test.
+- Each kernel computes on one thread (OMP_NUM_THREADS=1, unless set): `make
+  test` runs two workers on two cores, and two kernels each spinning two
+  threads made small RNN steps 10x slower.
 - The offline guard (tests/offline/sitecustomize.py) is put first on
   PYTHONPATH, so every Python process the tests start, notebook kernels
   included, cannot reach the network. Attempts are logged, and any logged
@@ -21,6 +24,8 @@ os.environ["OML_STRICT_CHECKS"] = "1"
 os.environ["OML_LIVE_PLOT"] = "0"
 os.environ["OML_NETWORK_LOG"] = str(NETWORK_LOG)
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), str(ROOT), os.environ.get("PYTHONPATH")) if p)
+for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
 os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # quiet debugpy warning in kernels
 
 _spec = importlib.util.spec_from_file_location("oml_offline_guard", OFFLINE / "sitecustomize.py")

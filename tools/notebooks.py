@@ -152,18 +152,28 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
     with tempfile.TemporaryDirectory() as tmp:
         scratch = Path(tmp) / py.with_suffix(".ipynb").name
         nbformat.write(jupytext.read(py.with_suffix(".ipynb")), scratch)
+        # papermill saves after every cell, so a failed run leaves its outputs up to the error here
+        partial = ROOT / "_build" / "failed" / f"{py.stem}.{mode}.ipynb"
+        partial.parent.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         try:
             notebook = papermill.execute_notebook(
-                str(scratch), None, parameters=params or None, cwd=str(py.parent),
+                str(scratch), str(partial), parameters=params or None, cwd=str(py.parent),
                 kernel_name="python3", progress_bar=False, log_output=False,
             )
+        except papermill.PapermillExecutionError as error:
+            raise SystemExit(
+                f"{py.name}: {mode} run failed in cell {error.exec_count} after "
+                f"{time.perf_counter() - start:.0f} s: {error.ename}: {error.evalue}\n"
+                f"The outputs up to the error are in {partial}; {target} was not changed."
+            ) from None
         finally:
             if env_before is None:
                 os.environ.pop("OML_LIVE_PLOT", None)
             else:
                 os.environ["OML_LIVE_PLOT"] = env_before
         seconds = time.perf_counter() - start
+    partial.unlink(missing_ok=True)
     _strip_papermill(notebook)
     import torch
 
