@@ -112,7 +112,8 @@ def fine_tune(
     from tqdm.auto import tqdm
 
     if len(texts) != len(labels) or not len(texts):
-        raise ValueError(f"fine_tune needs as many labels as texts (got {len(texts)} texts, {len(labels)} labels)")
+        raise ValueError(
+            f"fine_tune needs as many labels as texts (got {len(texts)} texts, {len(labels)} labels)")
     device = next(model.parameters()).device
     token_ids = tokenizer(list(texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     lengths = torch.tensor([len(ids) for ids in token_ids])
@@ -175,7 +176,7 @@ def load_onnx_classifier(path: str | Path, threads: int | None = None):
 
 
 def onnx_fresh_probability(texts: list[str], tokenizer, session, batch_size: int = 64) -> np.ndarray:
-    """P(fresh) for each text from an ONNX session (inputs ``input_ids``, ``attention_mask``; output logits)."""
+    """P(fresh) for each text from an ONNX session with inputs ``input_ids``, ``attention_mask`` (logits out)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
     probs = []
