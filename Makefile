@@ -41,7 +41,7 @@ book: check-notebooks
 
 test: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests notebooks \
-		--nbval-lax --nbval-current-env --nbval-cell-timeout=900 -p no:cacheprovider
+		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 
 lab: setup
 	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter" $(VENV)/bin/jupyter lab \

@@ -14,6 +14,7 @@ import papermill
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [nb.stem for nb in NOTEBOOKS]
+CELL_TIMEOUT = 300  # seconds per smoke cell (the longest takes under a minute), as --nbval-cell-timeout
 PASSED = re.compile(r"✅ Exercise (\S+) passed\.")
 TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"  # summarised by conftest.py at the end
 
@@ -36,6 +37,7 @@ def run_with_papermill(notebook, out: Path, check_log: Path, parameters: dict, l
         papermill.execute_notebook(
             str(notebook), str(out), parameters=parameters, cwd=str(ROOT / "notebooks"),
             kernel_name="python3", progress_bar=False,
+            execution_timeout=CELL_TIMEOUT,  # a hung kernel fails the test instead of stalling CI
         )
         seconds = time.perf_counter() - start
     finally:
