@@ -760,8 +760,8 @@ assert SMOKE or (test_acc < baseline_acc < test_acc + 0.06 and len(tfidf.vocabul
 # above). A linear model on tens of thousands of character and pair counts
 # is hard to beat with 13,000 short reviews; the RNN must learn from the same few
 # examples what the counts give for free, and its strength, word order over
-# long spans, matters little in reviews like "质量很好，送货快". Neither
-# reaches 85%: the reviews are short, often mixed, and their labels are
+# long spans, matters little in reviews like "质量很好，送货快". Both are held
+# back by the data: the reviews are short, often mixed, and their labels are
 # noisy (section 4 found texts labelled both ways). The BiGRU is asserted
 # to pass 80% held-out accuracy on reviews it never saw, in a few epochs on
 # a CPU (the run-time table of the book lists how long this run took). What does it get right, and where does it fail? The most
