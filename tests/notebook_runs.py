@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [nb.stem for nb in NOTEBOOKS]
 CELL_TIMEOUT = 300  # seconds per smoke cell (the longest takes under a minute), as --nbval-cell-timeout
-PASSED = re.compile(r"✅ Exercise (\S+) passed\.")
+# "[PASS]" since issue 13; "✅" in outputs saved before it
+PASSED = re.compile(r"(?:\[PASS\]|✅) Exercise (\S+) passed\.")
 TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"  # summarised by conftest.py at the end
 
 

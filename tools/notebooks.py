@@ -77,7 +77,7 @@ def output_problems(ipynb: Path) -> list[str]:
             if output.get("output_type") == "error":
                 problems.append(f"code cell {index} saved an error: {output.get('ename')}")
             text = output.get("text", "") if output.get("output_type") == "stream" else ""
-            if "❌ Exercise" in text:
+            if "[FAIL] Exercise" in text or "❌ Exercise" in text:  # ❌: outputs saved before issue 13
                 problems.append(f"code cell {index} saved a failed exercise check")
     if not any(SMOKE_LINE in c.source for c in code if "parameters" in c.metadata.get("tags", [])):
         problems.append(f"no `parameters`-tagged cell containing `{SMOKE_LINE}`")
