@@ -1,4 +1,4 @@
-"""`make lab` opens .py chapters as notebooks, from the project's own settings."""
+"""`make lab` opens the learner's workspace (one .ipynb per chapter); `make lab-course` the .py chapters."""
 
 import json
 import os
@@ -20,15 +20,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory):
+def _start_lab(tmp_path_factory, argv=None, env=None):
     port, token = _free_port(), "oml-test"
     home = tmp_path_factory.mktemp("home")  # an empty home: settings must come from the project
-    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_PATH": str(ROOT / ".jupyter"),
+    argv = argv or [str(Path(sys.executable).with_name("jupyter")), "lab", f"--ServerApp.root_dir={ROOT}",
+                    "--allow-root"]
+    env = {**(env or os.environ), "HOME": str(home), "JUPYTER_CONFIG_PATH": str(ROOT / ".jupyter"),
            "JUPYTER_CONFIG_DIR": str(home / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("jupyter")), "lab", "--no-browser", f"--port={port}",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={ROOT}", "--allow-root"],
+        [*argv, "--no-browser", f"--port={port}", f"--ServerApp.token={token}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -41,9 +41,42 @@ def lab(tmp_path_factory):
     else:
         process.kill()
         pytest.fail("JupyterLab did not start within 60 s")
-    yield lambda path: json.load(urllib.request.urlopen(f"{base}{path}{'&' if '?' in path else '?'}token={token}"))
+    def call(path, method="GET", body=None):
+        url = f"{base}{path}{'&' if '?' in path else '?'}token={token}"
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        return json.load(urllib.request.urlopen(request))
+
+    yield call
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    yield from _start_lab(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def workspace_lab(tmp_path_factory):
+    """JupyterLab started the way `make lab` starts it, on a fresh workspace."""
+    import shutil
+    import tempfile
+
+    from course.workspace import lab_command, prepare
+
+    # inside the clone, where the course's pyproject.toml would pair every notebook with a .py
+    (ROOT / "_build").mkdir(exist_ok=True)
+    workspace = Path(tempfile.mkdtemp(prefix="test-lab-workspace-", dir=ROOT / "_build"))
+    prepare(workspace)
+    argv, env = lab_command(workspace)
+    try:
+        for call in _start_lab(tmp_path_factory, [*argv, "--allow-root"], env):
+            call.workspace = workspace
+            yield call
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def test_python_files_open_with_the_jupytext_notebook_viewer(lab):
@@ -53,7 +86,29 @@ def test_python_files_open_with_the_jupytext_notebook_viewer(lab):
 
 
 def test_a_chapter_py_is_served_as_a_notebook(lab):
-    chapter = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))[0]
+    chapter = min((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
     model = lab(f"/api/contents/notebooks/{chapter.name}?type=notebook&content=1")
     assert model["type"] == "notebook"
     assert any("parameters" in c["metadata"].get("tags", []) for c in model["content"]["cells"])
+
+
+def test_the_workspace_shows_one_notebook_per_chapter(workspace_lab):
+    listing = workspace_lab("/api/contents/?content=1")["content"]
+    chapters = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert sorted(item["name"] for item in listing) == sorted(chapters + ["progress.html"])
+    assert {item["type"] for item in listing if item["name"].endswith(".ipynb")} == {"notebook"}
+
+
+def test_a_workspace_notebook_opens_and_saves_without_a_paired_py(workspace_lab):
+    settings = workspace_lab("/lab/api/settings/@jupyterlab/docmanager-extension:plugin")
+    viewers = settings["schema"]["properties"]["defaultViewers"]["default"]
+    assert "notebook" not in viewers and "json" not in viewers  # .ipynb opens in the notebook editor
+    name = min(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    model = workspace_lab(f"/api/contents/{name}?type=notebook&content=1")
+    assert model["type"] == "notebook"
+    assert not any("BEGIN SOLUTION" in c["source"] for c in model["content"]["cells"])
+    model["content"]["cells"][0]["source"] += "\nmy note"
+    workspace_lab(f"/api/contents/{name}", "PUT", {"type": "notebook", "format": "json",
+                                                   "content": model["content"]})
+    assert "my note" in (workspace_lab.workspace / name).read_text()
+    assert not list(workspace_lab.workspace.glob("*.py"))  # jupytext pairing is off in the workspace
