@@ -352,6 +352,16 @@ def _say(text: str) -> None:
         pass
 
 
+def _record_progress(exercise_id: str, passed: bool, reason: str | None) -> None:
+    """In a learner's workspace, note the result on their progress page (labutils.progress); never raises."""
+    try:
+        from labutils.progress import record
+
+        record(exercise_id, passed, reason)
+    except Exception:  # noqa: BLE001, S110 -- progress is a convenience, the check's result is what counts
+        pass
+
+
 def check(
     exercise_id: str,
     answer: Any,
@@ -390,6 +400,7 @@ def check(
                 log.write(json.dumps(row, default=str) + "\n")
         except OSError as error:
             _say(f"   (could not append to {LOG_ENV_VAR}={log_path}: {error})")
+    _record_progress(exercise_id, passed, reason)
     if strict is None:
         strict = os.environ.get(STRICT_ENV_VAR, "0") == "1"
     if strict and not passed:
