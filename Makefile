@@ -13,6 +13,8 @@ TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 # Two workers: one per core of the reference machine (2 CPUs, no GPU).
 PYTEST_WORKERS ?= 2
 NB ?=
+# make sync FORCE=1: let the newer file of a pair win even where the older one has no committed copy
+FORCE ?=
 
 .PHONY: setup book test lab student execute sync check-notebooks bench lock clean
 
@@ -32,10 +34,10 @@ $(WEB_ASSETS): book/package-lock.json $(INSTALLED)
 	$(PY) tools/web_assets.py
 
 check-notebooks: setup
-	$(PY) tools/notebooks.py check
+	$(PY) -m course check
 
 book: check-notebooks
-	$(PY) tools/notebooks.py status _build/status.md
+	$(PY) -m course status _build/status.md
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
 	@echo "website: open _build/html/index.html (serve it with '$(PY) -m http.server -d _build/html' for diagrams)"
 
@@ -48,16 +50,16 @@ lab: setup
 		--ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 student: setup
-	$(PY) -m labutils.student --out _build/student
+	$(PY) -m course student --out _build/student
 
 execute: setup
-	$(PY) tools/notebooks.py execute $(NB)
+	$(PY) -m course execute $(NB)
 
 sync: setup
-	$(PY) tools/notebooks.py sync
+	$(PY) -m course sync $(if $(filter 1,$(FORCE)),--force,)
 
 bench: setup
-	$(PY) tools/bench.py
+	$(PY) -m course bench
 
 lock: setup
 	{ head -n 2 requirements-lock.txt; $(PY) -m pip freeze --exclude-editable \

@@ -5,14 +5,21 @@
 - Each kernel computes on one thread (OMP_NUM_THREADS=1, unless set): `make
   test` runs two workers on two cores, and two kernels each spinning two
   threads made small RNN steps 10x slower.
+- Every run writes into its own output folder (OML_OUTPUT_DIR, read by
+  labutils.paths.output_dir): papermill runs get one each (tests/notebook_runs.py),
+  and the nbval kernels of each pytest process share one made here, so two
+  workers running the same chapter never write the same files.
 - The offline guard (tests/offline/sitecustomize.py) is put first on
   PYTHONPATH, so every Python process the tests start, notebook kernels
   included, cannot reach the network. Attempts are logged, and any logged
   attempt fails the run even if the code caught the error.
 """
 
+import atexit
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -27,6 +34,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), str(ROOT), 
 for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # quiet debugpy warning in kernels
+RUN_OUTPUTS = tempfile.mkdtemp(prefix="oml-test-outputs-")  # this pytest process's own output folder
+os.environ["OML_OUTPUT_DIR"] = RUN_OUTPUTS
+atexit.register(shutil.rmtree, RUN_OUTPUTS, ignore_errors=True)
 
 _spec = importlib.util.spec_from_file_location("oml_offline_guard", OFFLINE / "sitecustomize.py")
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # guard this process too

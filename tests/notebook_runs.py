@@ -3,50 +3,33 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
 from pathlib import Path
 
 import nbformat
-import papermill
+
+from course.runner import CELL_TIMEOUT, run_notebook
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [nb.stem for nb in NOTEBOOKS]
-CELL_TIMEOUT = 300  # seconds per smoke cell (the longest takes under a minute), as --nbval-cell-timeout
 # "[PASS]" since issue 13; "✅" in outputs saved before it
 PASSED = re.compile(r"(?:\[PASS\]|✅) Exercise (\S+) passed\.")
 TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"  # summarised by conftest.py at the end
 
 
-def run_with_papermill(notebook, out: Path, check_log: Path, parameters: dict, label: str = "") -> float:
-    """Execute ``notebook`` (a path or a notebook node) with papermill, logging every check.
+def run_with_papermill(notebook, out: Path, check_log: Path, parameters: dict, label: str = "",
+                       cwd: Path | None = None, output_dir: Path | None = None) -> float:
+    """Execute ``notebook`` (a path or a notebook node) with the course runner, logging every check.
 
-    Exercise checks are not strict here: the caller reads the log instead.
-    Returns the run time; with a ``label`` it is also recorded for the summary.
+    Exercise checks are not strict here: the caller reads the log instead. The run writes into its
+    own ``OML_OUTPUT_DIR`` (``output_dir``, default: a folder beside ``out``), so parallel runs of one
+    chapter never share files. Returns the run time; with a ``label`` it is also recorded for the summary.
     """
-    env = {"OML_CHECK_LOG": str(check_log), "OML_STRICT_CHECKS": "0"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        if not isinstance(notebook, (str, Path)):
-            source = out.with_name(out.stem + ".input.ipynb")
-            nbformat.write(notebook, source)
-            notebook = source
-        start = time.perf_counter()
-        papermill.execute_notebook(
-            str(notebook), str(out), parameters=parameters, cwd=str(ROOT / "notebooks"),
-            kernel_name="python3", progress_bar=False,
-            execution_timeout=CELL_TIMEOUT,  # a hung kernel fails the test instead of stalling CI
-        )
-        seconds = time.perf_counter() - start
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    output_dir = output_dir or out.with_name(out.stem + ".outputs")
+    env = {"OML_CHECK_LOG": str(check_log), "OML_STRICT_CHECKS": "0", "OML_OUTPUT_DIR": str(output_dir)}
+    seconds = run_notebook(notebook, out, parameters=parameters, env=env, cwd=cwd,
+                           cell_timeout=CELL_TIMEOUT).seconds  # a hung kernel fails the test, not CI
     if label:
         TIMINGS.parent.mkdir(parents=True, exist_ok=True)
         with open(TIMINGS, "a", encoding="utf-8") as f:

@@ -38,7 +38,7 @@ def _toc_pages() -> list[str]:
 @pytest.fixture(scope="module")
 def site() -> Path:
     shutil.rmtree(SITE_BUILD, ignore_errors=True)
-    subprocess.run([sys.executable, "tools/notebooks.py", "status", "_build/status.md"], cwd=ROOT, check=True)
+    subprocess.run([sys.executable, "-m", "course", "status", "_build/status.md"], cwd=ROOT, check=True)
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
         [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(SITE_BUILD)],

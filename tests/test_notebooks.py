@@ -12,10 +12,8 @@ import yaml
 from nbformat.v4 import new_code_cell, new_notebook
 from papermill.exceptions import PapermillExecutionError
 
+from course import notebooks as nbtools
 from tests.notebook_runs import IDS, NOTEBOOKS, ROOT, read_check_log, run_with_papermill
-
-sys.path.insert(0, str(ROOT / "tools"))
-import notebooks as nbtools  # noqa: E402
 
 
 def test_there_are_notebooks_and_each_has_a_source_file():
@@ -48,7 +46,8 @@ def test_runs_with_smoke_parameters_and_every_solution_passes(notebook, tmp_path
     log = tmp_path / "checks.jsonl"
     out = ROOT / "_build" / "executed" / "smoke" / notebook.name
     out.parent.mkdir(parents=True, exist_ok=True)
-    run_with_papermill(notebook, out, log, parameters={"SMOKE": True}, label="papermill, smoke")
+    run_with_papermill(notebook, out, log, parameters={"SMOKE": True}, label="papermill, smoke",
+                       output_dir=tmp_path / "outputs")  # this run's own output folder
     results = read_check_log(log)
     assert results, f"{notebook.name} has no auto-checked exercise"
     failed = [r for r in results if not r["passed"]]
@@ -128,3 +127,42 @@ def test_sync_refuses_to_overwrite_an_edited_older_file(tmp_path, monkeypatch):
     os.utime(ipynb, (1, 1))
     assert nbtools.sync([py]) == 0  # the older side has no uncommitted edit: safe to sync
     assert "edited in an editor" in ipynb.read_text()
+
+
+def test_each_run_gets_its_own_output_folder_and_the_runner_leaves_os_environ_alone(tmp_path):
+    import os
+
+    code = ("import os, pathlib\nfrom labutils.paths import output_dir\n"
+            "pathlib.Path(os.environ['OML_CHECK_LOG']).write_text(str(output_dir('demo')))")
+    path = _scratch_notebook(tmp_path, code)
+    before = dict(os.environ)
+    seen = []
+    for run in ("a", "b"):
+        log = tmp_path / f"{run}.log"
+        run_with_papermill(path, tmp_path / f"{run}.ipynb", log, parameters={}, output_dir=tmp_path / run)
+        seen.append(log.read_text())
+    assert seen == [str(tmp_path / "a" / "demo"), str(tmp_path / "b" / "demo")]
+    assert dict(os.environ) == before  # the kernel's variables never passed through this process
+    assert os.environ["OML_OUTPUT_DIR"] != str(ROOT / "_build" / "models")  # nbval kernels: a per-process folder
+
+
+def test_the_course_command_dispatches_and_lists_its_commands():
+    import subprocess
+
+    listing = subprocess.run([sys.executable, "-m", "course"], cwd=ROOT, capture_output=True, text=True)
+    assert listing.returncode == 2 and all(name in listing.stdout for name in ("sync", "execute", "student"))
+    status = subprocess.run([sys.executable, "-m", "course", "status", "--help"], cwd=ROOT, capture_output=True,
+                            text=True)
+    assert status.returncode == 0 and "out" in status.stdout
+    assert not (ROOT / "tools" / "notebooks.py").exists() and not (ROOT / "labutils" / "student.py").exists()
+
+
+def test_a_run_with_no_recorded_time_says_so(tmp_path, monkeypatch):
+    notebook = new_notebook(cells=[new_code_cell("1")])
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(notebook, tmp_path / "notebooks" / "01_x.ipynb")
+    monkeypatch.setattr(nbtools, "book_chapters", lambda: [tmp_path / "notebooks" / "01_x.py"])
+    nbtools.status_table(tmp_path / "status.md")
+    text = (tmp_path / "status.md").read_text()
+    assert "None s" not in text and "not recorded" in text
+    assert nbtools.format_seconds(42) == "42 s" and nbtools.format_seconds(600) == "10.0 min"

@@ -2,8 +2,13 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from labutils.student import StudentEditionError, stub_source, student_notebook, write_student_edition
-from tests.notebook_runs import IDS, NOTEBOOKS, ROOT, exercises_passed_in_saved_outputs, read_check_log, run_with_papermill
+from course.student import StudentEditionError, stub_source, student_notebook, write_student_edition
+from tests.notebook_runs import (
+    NOTEBOOKS,
+    exercises_passed_in_saved_outputs,
+    read_check_log,
+    run_with_papermill,
+)
 
 SOLUTION = """def f(x):
     \"\"\"Docstring stays.\"\"\"
@@ -91,11 +96,13 @@ def test_course_notebooks_make_a_student_edition(tmp_path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_stub_fails_its_check(notebook, tmp_path):
-    """Run the student edition: the notebook completes, and each exercise solved in the saved run fails."""
-    student = student_notebook(nbformat.read(notebook, 4), notebook.name)
+    """Run the student edition from its own folder, as a learner would: the notebook completes, and each
+    exercise solved in the saved run fails."""
+    student_dir = tmp_path / "student"
+    [student] = write_student_edition([notebook], student_dir)
     log = tmp_path / "checks.jsonl"
-    run_with_papermill(student, tmp_path / notebook.name, log, parameters={"SMOKE": True},
-                       label="student edition, smoke")
+    run_with_papermill(student, tmp_path / "run" / notebook.name, log, parameters={"SMOKE": True},
+                       label="student edition, smoke", cwd=student_dir, output_dir=tmp_path / "outputs")
     results = read_check_log(log)
     assert results and not [r for r in results if r["passed"]], f"a stub passed its check: {results}"
     assert {r["id"] for r in results} == exercises_passed_in_saved_outputs(notebook)

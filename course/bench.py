@@ -2,7 +2,7 @@
 open models (MiniLM training and inference, SmolLM2 decoding), one smoke run per chapter, and the
 last recorded full run of each chapter.
 
-Prints figures; nothing here is a pass/fail test. Run with `make bench`.
+Prints figures; nothing here is a pass/fail test. Run with `make bench` (python -m course bench).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import notebooks as nbtools  # noqa: E402
+from course import notebooks as nbtools
 
 
 def timed(label: str, fn) -> None:
@@ -72,7 +70,7 @@ def model_speeds() -> None:
     print(f"{'SmolLM2-135M greedy decoding':<40} {decode:7.2f} s   {new_tokens / decode:.1f} tokens/s")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     from labutils import data, models
 
     venv = Path(sys.prefix)
@@ -86,7 +84,9 @@ def main() -> int:
     out = Path(tempfile.mkdtemp())
     try:
         for py in nbtools.sources():
-            timed(f"smoke run {py.stem}", lambda py=py: nbtools.execute(py, "smoke", out / py.name) and "ok")
+            env = {"OML_OUTPUT_DIR": str(out / f"{py.stem}-outputs")}  # this run's own output folder
+            timed(f"smoke run {py.stem}",
+                  lambda py=py, env=env: nbtools.execute(py, "smoke", out / py.name, env=env) and "ok")
     finally:
         shutil.rmtree(out)
     status = out.with_name("oml-status.md")

@@ -13,7 +13,7 @@ The student edition keeps the signature and replaces the block with
 implemented yet". Editions go to a build folder, never into ``notebooks/``,
 and a student copy that was edited is kept rather than overwritten.
 
-Usage: ``python -m labutils.student [--out _build/student] [--force]``
+Usage: ``python -m course student [--out _build/student] [--force]``
 """
 
 from __future__ import annotations
@@ -126,12 +126,12 @@ def write_student_edition(sources: list[Path], out_dir: Path, force: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course student", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     parser.add_argument("--out", type=Path, default=Path("_build/student"))
     parser.add_argument("--force", action="store_true", help="replace student copies even if edited")
     args = parser.parse_args(argv)
-    sources = args.notebooks or sorted(Path("notebooks").glob("*.ipynb"))
+    sources = args.notebooks or sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
     if not sources:
         print("No notebooks found: run from the course folder or name them.", file=sys.stderr)
         return 2

@@ -1,0 +1,81 @@
+"""The one papermill runner: ``make execute``, the test suite and ``make bench`` run notebooks with it.
+
+The kernel gets its own environment variables (``env``), so this process's
+``os.environ`` is never changed and restored behind anyone's back.
+
+Example:
+    >>> from course.runner import run_notebook
+    >>> run = run_notebook("notebooks/00_setup_and_tour.ipynb", "/tmp/out.ipynb",
+    ...                    parameters={"SMOKE": True}, env={"OML_OUTPUT_DIR": "/tmp/run-1"})
+    >>> round(run.seconds)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+CELL_TIMEOUT = 300  # seconds per cell in test runs (the longest smoke cell takes under a minute)
+
+
+@dataclass
+class Run:
+    """An executed notebook and how long it took."""
+
+    notebook: Any
+    seconds: float
+
+
+def _kernel_manager(extra_env: dict[str, str]):
+    """A kernel manager class whose kernels start with ``os.environ`` plus ``extra_env``."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManagerWithEnv(AsyncKernelManager):
+        async def start_kernel(self, **kw: Any) -> None:
+            kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra_env}
+            await super().start_kernel(**kw)
+
+    return KernelManagerWithEnv
+
+
+def run_notebook(
+    source: str | Path | Any,
+    out: str | Path | None,
+    *,
+    parameters: dict | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | Path | None = None,
+    cell_timeout: float | None = None,
+) -> Run:
+    """Execute ``source`` (a path or a notebook node) with papermill into ``out``; return the run.
+
+    ``out`` is saved after every cell, so a failed run leaves its outputs up to the error there.
+    ``parameters`` go into the ``parameters`` cell; ``env`` into the kernel's environment (with
+    ``OML_LIVE_PLOT=0`` unless given); ``cwd`` is the kernel's working folder (default: the
+    notebook's own folder, else ``notebooks/``); ``cell_timeout`` fails a cell that hangs.
+    Raises ``papermill.PapermillExecutionError`` when a cell raises.
+    """
+    import papermill
+
+    if isinstance(source, (str, Path)):
+        source = Path(source)
+        notebook = nbformat.read(source, as_version=4)
+        default_cwd = source.parent
+    else:
+        notebook = source
+        default_cwd = Path(__file__).resolve().parent.parent / "notebooks"
+    kernel_env = {"OML_LIVE_PLOT": "0", **(env or {})}
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    executed = papermill.execute_notebook(
+        notebook, None if out is None else str(out), parameters=parameters or None,
+        cwd=str(cwd or default_cwd), kernel_name="python3", progress_bar=False, log_output=False,
+        execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager(kernel_env),
+    )
+    return Run(executed, time.perf_counter() - start)
