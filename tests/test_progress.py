@@ -16,9 +16,13 @@ from tests.notebook_runs import ROOT
 def _chapter(number):
     cells = [new_markdown_cell(f"# {number} · tiny")]
     for k in (1, 2):
-        cells += [new_code_cell(f"def f{k}(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION",
-                                metadata={"tags": ["solution"]}),
-                  new_code_cell(f'check("{number}.{k}", lambda: f{k}(1), expected=1)')]
+        cells += [
+            new_code_cell(
+                f"def f{k}(x):\n    # BEGIN SOLUTION\n    return x\n    # END SOLUTION",
+                metadata={"tags": ["solution"]},
+            ),
+            new_code_cell(f'check("{number}.{k}", lambda: f{k}(1), expected=1)'),
+        ]
     return new_notebook(cells=cells)
 
 
@@ -51,15 +55,26 @@ def test_every_check_is_recorded_and_shown(workspace, capsys):
     check("01.2", 3, expected=3)
     check("00.1", 0, expected=1, strict=False)
     rows = [json.loads(line) for line in (workspace / LOG).read_text().splitlines()]
-    assert [(r["id"], r["passed"]) for r in rows] == [("01.1", True), ("01.2", False), ("01.2", True),
-                                                      ("00.1", False)]
+    assert [(r["id"], r["passed"]) for r in rows] == [
+        ("01.1", True),
+        ("01.2", False),
+        ("01.2", True),
+        ("00.1", False),
+    ]
     assert all(r["time"] for r in rows) and "reason" in rows[1]
     states = summary(workspace)
     assert [(s["id"], s["status"], s["tries"]) for s in states["01_backprop"]] == [
-        ("01.1", "passed", 1), ("01.2", "passed", 2)]
-    assert [(s["id"], s["status"]) for s in states["00_intro"]] == [("00.1", "failed"), ("00.2", "never tried")]
+        ("01.1", "passed", 1),
+        ("01.2", "passed", 2),
+    ]
+    assert [(s["id"], s["status"]) for s in states["00_intro"]] == [
+        ("00.1", "failed"),
+        ("00.2", "never tried"),
+    ]
     page = (workspace / PAGE).read_text()
-    assert "01_backprop: 2 of 2 passed" in page and "00_intro: 0 of 2 passed" in page and "never tried" in page
+    assert (
+        "01_backprop: 2 of 2 passed" in page and "00_intro: 0 of 2 passed" in page and "never tried" in page
+    )
     text = progress_text(workspace)
     assert "00_intro: 0 passed, 1 failed, 1 never tried" in text and "01_backprop: 2 passed" in text
     assert progress_main(["--workspace", str(workspace)]) == 0
@@ -116,11 +131,13 @@ def test_a_learners_solution_shows_up_as_passed(tmp_path):
     course = nbformat.read(ROOT / "notebooks" / path.name, 4)
     solutions = [c for c in course.cells if "solution" in c.metadata.get("tags", [])]
     stubs = [c for c in notebook.cells if "exercise-stub" in c.metadata.get("tags", [])]
-    for stub, solution in zip(stubs, solutions):
+    for stub, solution in zip(stubs, solutions, strict=True):
         stub.source = solution.source  # the learner writes the answer
     _, env = lab_command(ws)
     env.update(OML_SMOKE="1", OML_LIVE_PLOT="0", MPLBACKEND="Agg")
-    client = NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ws)}})
+    client = NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ws)}}
+    )
     with client.setup_kernel(env=env):
         for index, cell in enumerate(notebook.cells):
             client.execute_cell(cell, index)
