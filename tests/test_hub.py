@@ -1,0 +1,295 @@
+"""The classroom JupyterHub of deploy/, started for real: two students, two workspaces, two kernels.
+
+The hub loads deploy/jupyterhub_config.py unchanged and overrides only what a test machine lacks:
+- a test authenticator with one password per student (the real config uses the machine's accounts);
+- SimpleLocalProcessSpawner, homes in a temporary folder (the real config runs each server as the
+  student's own account with LocalProcessSpawner; CI runs as root with no such accounts, and creating
+  accounts on the machine running the tests is not a test's business);
+- 127.0.0.1 and free ports.
+Everything it starts (hub, proxy, two servers, their kernels) is stopped in the fixture's teardown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from course.workspace import chapter_sources
+
+ROOT = Path(__file__).resolve().parent.parent
+PROXY = ROOT / "deploy" / "proxy" / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-2"}
+CHAPTER = "00_setup_and_tour.ipynb"
+FIRST_CELLS = 3  # parameters, imports (torch, labutils, widgets), the device report
+
+if not PROXY.is_file():
+    pytest.skip("the hub's proxy is not installed: run `make setup`", allow_module_level=True)
+
+TEST_CONFIG = '''
+c = get_config()
+load_subconfig({deploy!r})
+from jupyterhub.auth import Authenticator
+
+
+class TwoStudents(Authenticator):
+    """One password per student: the test's stand-in for the machine's accounts."""
+
+    async def authenticate(self, handler, data):
+        name = data.get("username")
+        return name if {passwords!r}.get(name) == data.get("password") else None
+
+
+c.JupyterHub.authenticator_class = TwoStudents
+c.Authenticator.allowed_users = set({passwords!r})
+c.Authenticator.allow_all = False
+c.JupyterHub.spawner_class = "jupyterhub.spawner.SimpleLocalProcessSpawner"
+c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{api_port}"
+c.Spawner.environment["OML_OUTPUT_DIR"] = {outputs!r}
+c.JupyterHub.services.append({{"name": "test-teacher", "api_token": {admin!r}}})
+c.JupyterHub.load_roles.append({{"name": "admin", "services": ["test-teacher"]}})
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Hub:
+    def __init__(self, url: str, admin_token: str, homes: Path):
+        self.url, self.admin_token, self.homes = url, admin_token, homes
+
+    def call(self, path, token=None, method="GET", body=None, raw=False, timeout=30):
+        """(status, parsed JSON or bytes) of one request to the hub's public URL."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"token {token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                status, payload = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, payload = error.code, error.read()
+        if raw:
+            return status, payload
+        try:
+            return status, json.loads(payload) if payload.strip() else None
+        except ValueError:  # an HTML or plain-text error page (the proxy before the hub is routed)
+            return status, payload.decode(errors="replace")
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """Processes whose command line names ``folder`` (only this test's: the folder is new)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if str(folder).encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    base = tmp_path_factory.mktemp("hub")
+    state, homes, outputs = base / "state", base / "homes", base / "outputs"
+    for folder in (state, homes, outputs):
+        folder.mkdir()
+    port, admin = _free_port(), uuid.uuid4().hex
+    config = base / "test_config.py"
+    config.write_text(TEST_CONFIG.format(
+        deploy=str(ROOT / "deploy" / "jupyterhub_config.py"), passwords=PASSWORDS, homes=str(homes),
+        port=port, hub_port=_free_port(), api_port=_free_port(), outputs=str(outputs), admin=admin,
+    ))
+    env = {**os.environ, "OML_HUB_STATE": str(state), "OML_COURSE_ROOT": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop("OML_WORKSPACE", None)
+    with open(base / "hub.log", "wb") as log:  # the hub keeps its own handle
+        process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("jupyterhub")), "-f", str(config)],
+            cwd=state, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        hub = Hub(f"http://127.0.0.1:{port}", admin, homes)
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"JupyterHub exited ({process.returncode}):\n{(base / 'hub.log').read_text()[-3000:]}")
+            try:
+                if hub.call("/hub/api/", timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterHub did not answer within 30 s:\n{(base / 'hub.log').read_text()[-3000:]}")
+            time.sleep(0.25)
+        hub.log = base / "hub.log"
+        yield hub
+    finally:
+        proxy_pid_file = state / "jupyterhub-proxy.pid"
+        proxy = [int(proxy_pid_file.read_text())] if proxy_pid_file.is_file() else []
+        process.send_signal(signal.SIGTERM)  # the hub stops the servers it spawned and its proxy
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        for pid in _processes_under(base) + proxy:  # whatever did not stop with the hub
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _login(hub: Hub, name: str, password: str) -> str:
+    """Log in through the hub's REST API: the password buys a token."""
+    status, body = hub.call(f"/hub/api/users/{name}/tokens", method="POST",
+                            body={"auth": {"username": name, "password": password}, "note": "test login"})
+    assert status in (200, 201), (status, body)
+    return body["token"]
+
+
+def _wait_ready(hub: Hub, name: str, token: str, timeout: float = 45) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, user = hub.call(f"/hub/api/users/{name}", token=token)
+        server = (user or {}).get("servers", {}).get("")
+        if server and server.get("ready"):
+            return server
+        if server is None and status == 200 and not user.get("pending"):
+            pytest.fail(f"{name}'s server stopped while starting:\n{hub.log.read_text()[-3000:]}")
+        time.sleep(0.25)
+    pytest.fail(f"{name}'s server was not ready within {timeout} s:\n{hub.log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def students(hub):
+    """Both students logged in with their passwords, their servers started at the same time."""
+    tokens = {name: _login(hub, name, password) for name, password in PASSWORDS.items()}
+    for name, token in tokens.items():
+        status, body = hub.call(f"/hub/api/users/{name}/server", token=token, method="POST")
+        assert status in (201, 202), (status, body)
+    for name, token in tokens.items():
+        _wait_ready(hub, name, token)
+    return tokens
+
+
+def test_a_wrong_password_or_another_students_password_gets_no_token(hub):
+    for name, password in [("alice", "wrong"), ("alice", PASSWORDS["bob"]), ("mallory", "x")]:
+        status, _ = hub.call(f"/hub/api/users/{name}/tokens", method="POST",
+                             body={"auth": {"username": name, "password": password}})
+        assert status == 403, (name, status)
+
+
+def test_each_student_has_their_own_workspace_with_every_chapter(hub, students):
+    chapters = sorted(path.name for path in chapter_sources(ROOT))
+    for name, token in students.items():
+        status, listing = hub.call(f"/user/{name}/api/contents/", token=token)
+        assert status == 200, (name, status, listing)
+        names = sorted(item["name"] for item in listing["content"])
+        assert sorted(n for n in names if n.endswith(".ipynb")) == chapters  # one file per chapter
+        assert "progress.html" in names
+        assert (hub.homes / name / "workspace" / CHAPTER).is_file()
+        status, notebook = hub.call(f"/user/{name}/api/contents/{CHAPTER}", token=token)
+        assert notebook["content"]["metadata"]["openmodelslab"]["edition"] == "student"
+
+
+def test_a_student_cannot_read_another_students_files_through_the_hub(hub, students):
+    alice, bob = students["alice"], students["bob"]
+    status, _ = hub.call("/user/bob/api/contents/", token=bob)
+    assert status == 200
+    for path in [f"/user/bob/api/contents/{CHAPTER}", f"/user/bob/files/{CHAPTER}", "/user/bob/api/kernels"]:
+        status, _ = hub.call(path, token=alice, raw=True)
+        assert status == 403, (path, status)  # bob's server refuses alice's token
+    status, _ = hub.call("/user/alice/api/contents/../../bob/workspace/" + CHAPTER, token=alice, raw=True)
+    assert status != 200  # alice's own server serves nothing outside her workspace
+    status, _ = hub.call("/hub/api/users/bob", token=alice)
+    assert status in (403, 404)
+    status, _ = hub.call("/hub/api/users/bob/server", token=alice, method="DELETE")
+    assert status in (403, 404)
+
+
+async def _run_cells(hub: Hub, name: str, token: str, cells: list[str], timeout: float = 60) -> list[str]:
+    """Run ``cells`` in a new kernel of ``name``'s server (REST + websocket); return each cell's text output."""
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    status, kernel = hub.call(f"/user/{name}/api/kernels", token=token, method="POST", body={"name": "python3"})
+    assert status == 201, (status, kernel)
+    ws_url = hub.url.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel['id']}/channels"
+    headers = {"Authorization": f"token {token}"}
+    connection = await asyncio.wait_for(websocket_connect(HTTPRequest(ws_url, headers=headers)), 20)
+    session, outputs = uuid.uuid4().hex, []
+    try:
+        for code in cells:
+            msg_id = uuid.uuid4().hex
+            connection.write_message(json.dumps({
+                "header": {"msg_id": msg_id, "username": name, "session": session,
+                           "msg_type": "execute_request", "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+                "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
+                            "allow_stdin": False, "stop_on_error": True},
+            }))
+            text, reply, idle = [], None, False
+            while reply is None or not idle:
+                raw = await asyncio.wait_for(connection.read_message(), timeout)
+                assert raw is not None, "the kernel's websocket closed"
+                message = json.loads(raw)
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = message["msg_type"]
+                if kind == "stream":
+                    text.append(message["content"]["text"])
+                elif kind == "error":
+                    text.append("\n".join(message["content"]["traceback"]))
+                elif kind == "execute_reply":
+                    reply = message["content"]
+                elif kind == "status" and message["content"]["execution_state"] == "idle":
+                    idle = True
+            assert reply["status"] == "ok", f"{name}: {code[:60]!r} failed:\n{''.join(text)}"
+            outputs.append("".join(text))
+    finally:
+        connection.close()
+        await asyncio.to_thread(hub.call, f"/user/{name}/api/kernels/{kernel['id']}", token=token, method="DELETE")
+    return outputs
+
+
+def test_both_servers_run_a_chapters_first_cells(hub, students):
+    source = nbformat.read(ROOT / "notebooks" / CHAPTER, as_version=4)
+    cells = [cell.source for cell in source.cells if cell.cell_type == "code"][:FIRST_CELLS]
+    probe = "import os, labutils.paths as p; print(os.environ['OML_WORKSPACE'], p.course_root())"
+
+    async def both():
+        return await asyncio.gather(*(_run_cells(hub, name, token, [*cells, probe])
+                                      for name, token in students.items()))
+
+    results = asyncio.run(both())
+    for name, outputs in zip(students, results):
+        assert "seed: 0" in outputs[1], outputs
+        workspace, course = outputs[-1].split()
+        assert workspace == str(hub.homes / name / "workspace") and course == str(ROOT)
+
+
+def test_idle_culler_runs_as_a_hub_service(hub):
+    status, services = hub.call("/hub/api/services", token=hub.admin_token)
+    assert status == 200 and "idle-culler" in services
+    assert services["idle-culler"]["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
