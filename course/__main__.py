@@ -17,6 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("course.notebooks:status_main", "write the book's execution-status table"),
     "student": ("course.student:main", "write the student edition (solutions replaced by stubs)"),
     "bench": ("course.bench:main", "timings that matter to a learner on a laptop CPU"),
+    "lab": ("course.workspace:lab_main", "fill or update your workspace, then open JupyterLab on it"),
+    "workspace": ("course.workspace:main", "fill or update your workspace (one notebook per chapter)"),
+    "progress": ("course.progress:main", "which exercises of your workspace pass, fail, were never tried"),
+    "grade": ("course.grade:main", "score a folder of submissions: gradebook.csv + feedback per student"),
 }
 
 

@@ -1,6 +1,6 @@
 """The teacher's gradebook: score a folder of submitted notebooks with the course's own checks.
 
-    python -m course.grade SUBMISSIONS [--chapter 01] [--out DIR] [--roster roster.csv]
+    python -m course grade SUBMISSIONS [--chapter 01] [--out DIR] [--roster roster.csv]
 
 ``SUBMISSIONS`` holds one folder or one ``.ipynb`` per student; the student's name
 is the folder's or the file's name. The grader writes ``gradebook.csv``
@@ -43,6 +43,7 @@ from pathlib import Path
 
 import nbformat
 
+from course.student import stub_source
 from labutils.exercises import Exercise, chapter_exercises, chapter_source, defined_names
 from labutils.paths import ROOT_ENV_VAR, course_root
 
@@ -132,10 +133,6 @@ def load_chapter(prefix: str, root: Path | None = None) -> Chapter:
             continue
         protected |= names
         imports.update(found_imports)
-    try:
-        from course.student import stub_source
-    except ImportError:  # before the tooling moved into course/
-        from labutils.student import stub_source
     stubs = {}
     for exercise in exercises:
         if exercise.solution_cell >= 0:
@@ -282,10 +279,6 @@ def grading_notebook(chapter: Chapter, codes: dict[str, str | None], sandbox: Pa
     """The course's own notebook, in smoke mode, with the learner's code in place of each solution."""
     notebook = nbformat.reads(nbformat.writes(chapter.notebook), as_version=4)
     stub_sources = {}
-    try:
-        from course.student import stub_source
-    except ImportError:
-        from labutils.student import stub_source
     for exercise in chapter.exercises:
         if exercise.solution_cell < 0:
             continue

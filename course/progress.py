@@ -3,7 +3,7 @@
 Prints the table and rewrites the workspace's ``progress.html`` (the same page
 Lab shows; every ``check()`` refreshes it too).
 
-Usage: ``python -m course.progress [--workspace DIR]``
+Usage: ``python -m course progress [--workspace DIR]``
 """
 
 from __future__ import annotations

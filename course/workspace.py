@@ -14,7 +14,7 @@ What was written is remembered in ``.oml/workspace.json`` (hidden, like the
 progress log ``.oml/progress.jsonl``), by the SHA-256 of each file written: a
 notebook whose bytes are not one of those was touched by the learner.
 
-Usage: ``python -m course.workspace [--workspace DIR] [--solutions] [--lab]``
+Usage: ``python -m course workspace|lab [--workspace DIR] [--solutions]``
 """
 
 from __future__ import annotations
@@ -37,10 +37,8 @@ UPDATED_SUFFIX = ".updated.ipynb"
 
 
 def _student_notebook(notebook, name):
-    try:
-        from course.student import student_notebook
-    except ImportError:  # before the tooling moved into course/
-        from labutils.student import student_notebook
+    from course.student import student_notebook
+
     return student_notebook(notebook, name)
 
 
@@ -208,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
         command, env = lab_command(workspace, extra=extra)
         os.execve(command[0], command, env)
     return 0
+
+
+def lab_main(argv: list[str] | None = None) -> int:
+    """``python -m course lab``: the workspace, then JupyterLab on it (what ``make lab`` runs)."""
+    return main(["--lab", *(argv or [])])
 
 
 if __name__ == "__main__":

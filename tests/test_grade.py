@@ -11,12 +11,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course.grade import grade_class, learner_code, load_chapter, main
+from course.student import student_notebook
 from labutils.exercises import chapter_exercises, chapter_source
-
-try:
-    from course.student import student_notebook
-except ImportError:
-    from labutils.student import student_notebook
 
 PARAMETERS = 'import os\n\nSMOKE = os.environ.get("OML_SMOKE", "0") == "1"'
 

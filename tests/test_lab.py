@@ -69,11 +69,12 @@ def workspace_lab(tmp_path_factory):
     # inside the clone, where the course's pyproject.toml would pair every notebook with a .py
     (ROOT / "_build").mkdir(exist_ok=True)
     workspace = Path(tempfile.mkdtemp(prefix="test-lab-workspace-", dir=ROOT / "_build"))
+    chapters = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     prepare(workspace)
     argv, env = lab_command(workspace)
     try:
         for call in _start_lab(tmp_path_factory, [*argv, "--allow-root"], env):
-            call.workspace = workspace
+            call.workspace, call.chapters = workspace, chapters
             yield call
     finally:
         shutil.rmtree(workspace, ignore_errors=True)
@@ -94,8 +95,7 @@ def test_a_chapter_py_is_served_as_a_notebook(lab):
 
 def test_the_workspace_shows_one_notebook_per_chapter(workspace_lab):
     listing = workspace_lab("/api/contents/?content=1")["content"]
-    chapters = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    assert sorted(item["name"] for item in listing) == sorted(chapters + ["progress.html"])
+    assert sorted(item["name"] for item in listing) == sorted(workspace_lab.chapters + ["progress.html"])
     assert {item["type"] for item in listing if item["name"].endswith(".ipynb")} == {"notebook"}
 
 

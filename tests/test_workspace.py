@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -160,9 +161,11 @@ def test_the_workspace_is_never_the_course_notebooks(course):
 
 def test_the_real_course_makes_a_workspace(tmp_path):
     ws = tmp_path / "ws"
-    prepare(ws)
     chapters = chapter_sources()
-    assert _visible(ws) == sorted([p.name for p in chapters] + ["progress.html"])
+    prepare(ws)
+    visible = _visible(ws)
+    assert {p.name for p in chapters} <= set(visible) and "progress.html" in visible
+    assert all(re.match(r"^\d\d_\w+\.ipynb$", name) for name in visible if name != "progress.html")
     for path in chapters:
         text = (ws / path.name).read_text()
         assert "BEGIN SOLUTION" not in text and '"outputs": []' in text
@@ -182,3 +185,14 @@ def test_a_workspace_elsewhere_finds_the_course(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=ws, env=env, capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == [str(ROOT), str(ROOT / "_build" / "models" / "x")]
+
+
+def test_python_m_course_has_the_learner_and_teacher_commands(tmp_path, capsys):
+    from course.__main__ import COMMANDS
+    from course.__main__ import main as course_main
+
+    assert {"lab", "workspace", "progress", "grade"} <= set(COMMANDS)
+    assert course_main(["workspace", "--workspace", str(tmp_path / "ws")]) == 0
+    assert "added 00_" in capsys.readouterr().out
+    assert course_main(["progress", "--workspace", str(tmp_path / "ws")]) == 0
+    assert "never tried" in capsys.readouterr().out
