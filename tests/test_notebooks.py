@@ -73,7 +73,8 @@ def test_a_notebook_that_raises_fails_its_run(tmp_path):
 def test_a_notebook_that_reaches_for_the_network_fails_loudly(tmp_path, monkeypatch):
     own_log = tmp_path / "network.log"  # keep this deliberate attempt out of the suite's log
     monkeypatch.setenv("OML_NETWORK_LOG", str(own_log))
-    code = "import urllib.request\nurllib.request.urlopen('https://huggingface.co/bert-base-uncased', timeout=5)"
+    code = ("import urllib.request\n"
+            "urllib.request.urlopen('https://huggingface.co/bert-base-uncased', timeout=5)")
     path = _scratch_notebook(tmp_path, code)
     with pytest.raises(PapermillExecutionError, match="runs offline"):
         run_with_papermill(path, tmp_path / "out.ipynb", tmp_path / "log", parameters={})
@@ -105,7 +106,8 @@ def test_sync_refuses_to_overwrite_an_edited_older_file(tmp_path, monkeypatch):
     py.parent.mkdir()
     (tmp_path / "jupytext.toml").write_text('formats = "ipynb,py:percent"\n')  # pair like the course does
     py.write_text('# %%\nx = 1\n')
-    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(py)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(py)], check=True,
+                   capture_output=True)
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path)]
     subprocess.run(git[:-2] + ["init", "-q", str(tmp_path)], check=True)
     subprocess.run(git + ["add", "."], check=True)
@@ -143,7 +145,8 @@ def test_each_run_gets_its_own_output_folder_and_the_runner_leaves_os_environ_al
         seen.append(log.read_text())
     assert seen == [str(tmp_path / "a" / "demo"), str(tmp_path / "b" / "demo")]
     assert dict(os.environ) == before  # the kernel's variables never passed through this process
-    assert os.environ["OML_OUTPUT_DIR"] != str(ROOT / "_build" / "models")  # nbval kernels: a per-process folder
+    # nbval kernels inherit this process's own folder (conftest.py), never the shared one
+    assert os.environ["OML_OUTPUT_DIR"] != str(ROOT / "_build" / "models")
 
 
 def test_the_course_command_dispatches_and_lists_its_commands():
@@ -151,8 +154,8 @@ def test_the_course_command_dispatches_and_lists_its_commands():
 
     listing = subprocess.run([sys.executable, "-m", "course"], cwd=ROOT, capture_output=True, text=True)
     assert listing.returncode == 2 and all(name in listing.stdout for name in ("sync", "execute", "student"))
-    status = subprocess.run([sys.executable, "-m", "course", "status", "--help"], cwd=ROOT, capture_output=True,
-                            text=True)
+    status = subprocess.run([sys.executable, "-m", "course", "status", "--help"], cwd=ROOT,
+                            capture_output=True, text=True)
     assert status.returncode == 0 and "out" in status.stdout
     assert not (ROOT / "tools" / "notebooks.py").exists() and not (ROOT / "labutils" / "student.py").exists()
 
@@ -166,3 +169,13 @@ def test_a_run_with_no_recorded_time_says_so(tmp_path, monkeypatch):
     text = (tmp_path / "status.md").read_text()
     assert "None s" not in text and "not recorded" in text
     assert nbtools.format_seconds(42) == "42 s" and nbtools.format_seconds(600) == "10.0 min"
+
+
+def test_a_papermill_kernel_is_detected_as_headless_without_oml_live_plot(tmp_path):
+    from course.runner import run_notebook
+
+    flag = tmp_path / "live.txt"
+    code = ("import pathlib\nfrom labutils.plot import LivePlot\n"
+            f"pathlib.Path({str(flag)!r}).write_text(str(LivePlot().live))")
+    run_notebook(_scratch_notebook(tmp_path, code), tmp_path / "out.ipynb", env={"OML_LIVE_PLOT": "1"})
+    assert flag.read_text() == "False"

@@ -19,7 +19,8 @@ def _requirements(path: Path) -> list[str]:
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
     for line in _requirements(path):
-        name, version = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)(?:\s+--hash=sha256:[0-9a-f]{64})*", line).groups()
+        pin = re.fullmatch(r"([A-Za-z0-9_.\-]+)==(\S+)(?:\s+--hash=sha256:[0-9a-f]{64})*", line)
+        name, version = pin.groups()
         pins[name.lower()] = version
     return pins
 
@@ -44,7 +45,8 @@ def test_environment_yml_pins_the_same_packages_as_requirements():
 
 
 def test_every_requirement_is_pinned_and_torch_comes_first():
-    lines = [l for l in (ROOT / "requirements.txt").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
+             if line and not line.startswith("#")]
     assert lines[0] == "torch==2.13.0"
     assert all("==" in line for line in lines)
 

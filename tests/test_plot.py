@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from labutils.plot import LivePlot, heatmap, plot_history, show_images
+from labutils import plot
+from labutils.plot import LivePlot, heatmap, show_images
 
 
 def test_live_plot_outside_a_notebook_keeps_history_and_draws_once_at_the_end():
@@ -23,12 +24,26 @@ def test_live_plot_needs_a_metric():
         LivePlot().update(0)
 
 
-def test_plot_history_groups_losses_and_metrics():
-    fig = plot_history({"train_loss": [3, 2, 1], "valid_loss": [3, 2.5, 2], "acc": [0.1, 0.5, 0.9]})
-    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "metric"]
-    assert len(fig.axes[0].lines) == 2
-    with pytest.raises(ValueError):
-        plot_history({})
+@pytest.mark.parametrize("allow_stdin, live", [(True, True), (False, False)])
+def test_live_plot_is_live_only_when_someone_watches(monkeypatch, allow_stdin, live):
+    """JupyterLab runs cells with stdin allowed; nbclient, papermill and nbval with it disabled (headless)."""
+    import IPython
+
+    class Kernel:
+        _allow_stdin = allow_stdin
+
+    class Shell:
+        kernel = Kernel()
+
+    monkeypatch.delenv(plot.LIVE_ENV_VAR, raising=False)
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    assert LivePlot().live is live
+    monkeypatch.setenv(plot.LIVE_ENV_VAR, "0")
+    assert LivePlot().live is False
+
+
+def test_plot_history_is_gone():
+    assert not hasattr(plot, "plot_history")  # no chapter used it; LivePlot draws the curves
 
 
 @pytest.mark.parametrize("shape", [(6, 8, 8), (6, 1, 8, 8), (6, 3, 8, 8), (6, 8, 8, 3)])

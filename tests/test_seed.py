@@ -20,11 +20,30 @@ def test_same_seed_same_numbers():
     assert _draw() != first
 
 
-def test_deterministic_mode_is_switched_on_and_off():
-    seed_everything(0, deterministic=True)
-    assert torch.are_deterministic_algorithms_enabled()
-    seed_everything(0)
-    assert not torch.are_deterministic_algorithms_enabled()
+def test_deterministic_mode_is_switched_on_and_off_and_reseeding_keeps_it():
+    try:
+        seed_everything(0, deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(1)  # a later re-seed must not turn determinism off
+        assert torch.are_deterministic_algorithms_enabled()
+        seed_everything(0, deterministic=False)
+        assert not torch.are_deterministic_algorithms_enabled()
+        seed_everything(2)
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_cublas_workspace_is_configured_when_labutils_is_imported_before_torch():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    code = ("import os, sys; import labutils; print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'), "
+            "'torch' in sys.modules, labutils.CUBLAS_SET_TOO_LATE)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [":4096:8", "False", "False"]  # set before torch (and so CUDA) started
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "0"])

@@ -30,11 +30,26 @@ def test_the_page_is_in_the_book():
     assert "book/seed_map" in (ROOT / "_toc.yml").read_text(encoding="utf-8")
 
 
-def test_every_seed_article_is_listed():
+def seed_ids_on_the_page() -> list[str]:
+    """The seed articles, read from the table at the top of the page: the list lives there, not in a test."""
     text = PAGE.read_text(encoding="utf-8")
-    ids = sorted({p.name[:3] for p in SEEDS.glob("*.txt")}) if SEEDS.is_dir() else ["000", "001", "002", "003", "004"]
-    missing = [i for i in ids if f"| {i} |" not in text]
-    assert not missing, f"seed articles missing from the table at the top of {PAGE.name}: {missing}"
+    start = text.index("| seed | title |")
+    return re.findall(r"^\| (\d{3}) \|", text[start:text.index("\n## ", start)], re.M)
+
+
+def test_every_seed_article_is_listed():
+    ids = seed_ids_on_the_page()
+    assert ids and ids == sorted(set(ids)), f"the seed table at the top of {PAGE.name} is empty or unordered"
+    if SEEDS.is_dir():  # beside the clone, where the articles are: the table lists exactly those
+        on_disk = sorted({p.name[:3] for p in SEEDS.glob("*.txt")})
+        assert ids == on_disk, f"{PAGE.name} lists seeds {ids}, the seed folder has {on_disk}"
+
+
+def test_every_concept_cites_listed_seeds():
+    listed = set(seed_ids_on_the_page())
+    rows = re.findall(r"^\|[^|\n]+\| ((?:\d{3}(?:, )?)+) \|", PAGE.read_text(encoding="utf-8"), re.M)
+    cited = {seed for row in rows for seed in row.split(", ")}
+    assert rows and cited <= listed, f"concepts cite seeds not in the table: {sorted(cited - listed)}"
 
 
 def test_the_page_links_to_every_chapter():

@@ -111,6 +111,8 @@ def test_the_wheel_holds_labutils_only_and_imports_from_a_clean_folder(tmp_path)
             for p in (ROOT / "labutils").rglob("*.py")} <= set(names)
     assert "License-Expression: MIT" in metadata and "Requires-Dist: torch==2.13.0" in metadata
     code = (f"import sys; sys.path.insert(0, {str(tmp_path / 'site')!r}); import labutils; "
-            "from labutils import check, get_device, seed_everything, device_report; print(labutils.__file__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+            "from labutils import check, get_device, seed_everything, device_report; "
+            "print(labutils.__file__)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
     assert out.stdout.startswith(str(tmp_path / "site"))

@@ -19,7 +19,8 @@ def _pair(root):
     py.parent.mkdir(parents=True)
     (root / "jupytext.toml").write_text('formats = "ipynb,py:percent"\n')
     py.write_text("# %%\nx = 1\n")
-    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(py)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "jupytext", "--to", "ipynb", str(py)], check=True,
+                   capture_output=True)
     return py
 
 
