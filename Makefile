@@ -1,7 +1,9 @@
 # Open Models Lab (开源模型实验课)
 #   make book   set up, then build the website from the executed notebooks (_build/html)
 #   make test   set up, then run every check CI runs
-#   make lab    set up, then open the course in JupyterLab
+#   make lab    set up, then open your workspace in JupyterLab (WORKSPACE=dir, SOLUTIONS=1 for solutions)
+#   make progress   which exercises of your workspace pass, fail, or were never tried
+#   make grade SUBMISSIONS=dir [CHAPTER=03]   score a class's notebooks: gradebook.csv + feedback (teachers)
 # Every target sets up what is missing first; a second run reuses .venv and is fast.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
@@ -20,8 +22,14 @@ PYTEST_WORKERS ?= 2
 NB ?=
 # make sync FORCE=1: let the newer file of a pair win even where the older one has no committed copy
 FORCE ?=
+# The learner's own copies of the chapters (git-ignored); SOLUTIONS=1 fills new ones with solutions.
+WORKSPACE ?= workspace
+SOLUTIONS ?= 0
+# make grade: a folder with one folder or .ipynb per student; CHAPTER=03 (default: from the notebooks)
+SUBMISSIONS ?=
+CHAPTER ?=
 
-.PHONY: setup book test lab student execute sync check-notebooks bench lock clean
+.PHONY: setup book test lab lab-course progress grade student execute sync check-notebooks bench lock clean
 
 setup: $(INSTALLED) $(WEB_ASSETS) $(HUB_PROXY)
 
@@ -59,8 +67,19 @@ test: setup
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 
 lab: setup
+	$(PY) -m course lab --workspace "$(WORKSPACE)" $(if $(filter 1,$(SOLUTIONS)),--solutions,)
+
+# For course authors: JupyterLab on the clone, chapters opened from their .py files.
+lab-course: setup
 	JUPYTER_CONFIG_PATH="$(CURDIR)/.jupyter" $(VENV)/bin/jupyter lab \
 		--ServerApp.root_dir="$(CURDIR)" $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+progress: setup
+	$(PY) -m course progress --workspace "$(WORKSPACE)"
+
+grade: setup
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [CHAPTER=03]"; exit 2; }
+	$(PY) -m course grade "$(SUBMISSIONS)" $(if $(CHAPTER),--chapter $(CHAPTER),)
 
 student: setup
 	$(PY) -m course student --out _build/student
