@@ -47,6 +47,8 @@ TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"
 
 
 def pytest_configure(config):
+    if hasattr(config.option, "nbval_sanitize_with") and not config.option.nbval_sanitize_with:
+        config.option.nbval_sanitize_with = str(ROOT / "tests" / "nbval_sanitize.cfg")  # old and new marks
     if not hasattr(config, "workerinput"):  # the controller starts with empty logs
         NETWORK_LOG.parent.mkdir(exist_ok=True)
         NETWORK_LOG.write_text("")

@@ -179,3 +179,18 @@ def test_a_papermill_kernel_is_detected_as_headless_without_oml_live_plot(tmp_pa
             f"pathlib.Path({str(flag)!r}).write_text(str(LivePlot().live))")
     run_notebook(_scratch_notebook(tmp_path, code), tmp_path / "out.ipynb", env={"OML_LIVE_PLOT": "1"})
     assert flag.read_text() == "False"
+
+
+def test_nbval_treats_the_old_and_new_pass_marks_alike(pytestconfig):
+    import re
+
+    from nbval.plugin import get_sanitize_patterns
+
+    path = ROOT / "tests" / "nbval_sanitize.cfg"
+    assert pytestconfig.option.nbval_sanitize_with == str(path)  # set by conftest.py
+    patterns = get_sanitize_patterns(path.read_text(encoding="utf-8"))
+    for saved, printed in [("✅ Exercise 00.1 passed.", "[PASS] Exercise 00.1 passed."),
+                           ("❌ Exercise 00.1 not passed yet", "[FAIL] Exercise 00.1 not passed yet")]:
+        for regex, replace in patterns:
+            saved = re.sub(regex, replace, saved)
+        assert saved == printed
