@@ -44,7 +44,7 @@ from pathlib import Path
 import nbformat
 
 from course.student import stub_source
-from labutils.exercises import Exercise, chapter_exercises, chapter_source, defined_names
+from labutils.exercises import Exercise, chapter_exercises, chapter_source, defined_names, python_source
 from labutils.paths import ROOT_ENV_VAR, course_root
 
 CELL_TIMEOUT = 60  # seconds for one cell (smoke cells of the course take a few seconds)
@@ -190,6 +190,7 @@ def learner_code(chapter: Chapter, exercise: Exercise, notebook) -> tuple[str | 
                       f"(line {error.lineno}: {error.msg})")],
                 )
         return None, "missing", [f"{exercise.id}: no definition of {names} found"]
+    cell_source = python_source(cell_source)  # parses: defined_names() found the functions in it
     tree = ast.parse(cell_source)
     kept, notes = [], []
     for node in tree.body:
@@ -392,10 +393,10 @@ def run_submission(
             if cell.cell_type != "code":
                 continue
             left = deadline - time.monotonic()
+            where = (f"checking {', '.join(by_cell[index])}" if index in by_cell
+                     else f"running course cell {index - 1}")  # -1: the grader's own first cell
             if left <= 0:
-                stopped = (
-                    f"the notebook time limit ({notebook_timeout:.0f} s) was reached before cell {index}"
-                )
+                stopped = f"the notebook time limit ({notebook_timeout:.0f} s) was reached before {where}"
                 break
             client.timeout = max(1, int(min(cell_timeout, left)))
             error = None
@@ -408,9 +409,9 @@ def run_submission(
                     client.timeout = PROBE_TIMEOUT
                     client.execute_cell(nbformat.v4.new_code_cell("pass"), index)
                 except (CellTimeoutError, DeadKernelError):
-                    stopped = f"the kernel stopped answering after cell {index} timed out"
+                    stopped = f"the kernel stopped answering after {where} timed out"
             except DeadKernelError:
-                error = stopped = f"the kernel died in cell {index} (os._exit, a crash, or out of memory)"
+                error = stopped = f"the kernel died while {where} (os._exit, a crash, or out of memory)"
             except CellExecutionError as exc:  # not expected with allow_errors, but never fatal
                 error = str(exc).splitlines()[0][:200]
             if error is None:
@@ -623,7 +624,12 @@ def grade_class(
     start = time.perf_counter()
     try:
         for student, path in sorted(submissions.items()):
-            result = grade_notebook(student, path, course, root, work, cell_timeout, notebook_timeout)
+            try:
+                result = grade_notebook(student, path, course, root, work, cell_timeout, notebook_timeout)
+            except Exception as error:  # noqa: BLE001 -- one odd submission must not stop the class
+                result = Result(student, course.stem, {e.id: 0 for e in course.exercises},
+                                status=f"not graded: the grader failed ({type(error).__name__})",
+                                notes=[f"grader error: {type(error).__name__}: {str(error)[:200]}"])
             if roster is not None and student not in names:
                 result.notes.append("not on the roster")
             results.append(result)

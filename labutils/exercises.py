@@ -48,16 +48,18 @@ def chapter_source(prefix: str) -> Path:
     return found[0]
 
 
+def python_source(source: str) -> str:
+    """``source`` with IPython magic lines (``%timeit``, ``!ls``) blanked, so that ``ast`` can read it."""
+    return "\n".join("" if line.lstrip()[:1] in ("%", "!") else line for line in source.splitlines())
+
+
 def _parse(source: str) -> ast.Module | None:
-    try:
-        return ast.parse(source)
-    except SyntaxError:
-        # a cell with IPython magics (%timeit, !ls) is not plain Python: drop those lines
-        cleaned = "\n".join("" if line.lstrip()[:1] in "%!" else line for line in source.splitlines())
+    for text in (source, python_source(source)):
         try:
-            return ast.parse(cleaned)
+            return ast.parse(text)
         except SyntaxError:
-            return None
+            continue
+    return None
 
 
 def defined_names(source: str) -> list[str]:

@@ -218,7 +218,8 @@ return 2 * x if blocked == len(attempts) and guarded else -1
         "notjson": ("0", "0", "0", "not a notebook (not valid JSON)"),
         "mallory": ("0", "0", "0", "no submission"),
     }
-    assert got["killer"][3].startswith("graded (the kernel died")
+    died = "graded (the kernel died while checking 01.1 (os._exit, a crash, or out of memory))"
+    assert got["killer"][3] == died
     assert _tree_hash(subs) == before  # no submission was changed, none deleted
     feedback = {r.student: (out / "feedback" / f"{r.student}.md").read_text() for r in results}
     assert "Hint: times two" in feedback["looper"] and "did not finish" in feedback["looper"]
@@ -303,3 +304,24 @@ def test_a_class_of_one_real_chapter_is_graded_end_to_end(tmp_path):
         + (out / "gradebook.csv").read_text()
     )
     assert seconds < 600
+
+
+def test_magics_are_dropped_and_a_grader_failure_is_one_row(tiny_course, tmp_path, monkeypatch):
+    import course.grade as grade
+
+    chapter = load_chapter("01", tiny_course)
+    magic = _submission(_tiny_chapter(), {}, raw={"double": "%time\ndef double(x):\n    return 2 * x"})
+    code, state, _ = learner_code(chapter, chapter.exercises[0], magic)
+    assert state == "ok" and "def double" in code and "%time" not in code
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("ann", "ben"):
+        nbformat.write(magic, subs / f"{name}.ipynb")
+
+    def broken(student, *args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(grade, "grade_notebook", broken)
+    grade_class(subs, tmp_path / "out", "01", root=tiny_course)
+    rows = _rows(tmp_path / "out")
+    assert [rows[n]["status"] for n in ("ann", "ben")] == ["not graded: the grader failed (RuntimeError)"] * 2
