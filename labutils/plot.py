@@ -18,6 +18,41 @@ import numpy as np
 from matplotlib.figure import Figure
 
 LIVE_ENV_VAR = "OML_LIVE_PLOT"
+CJK_FONT_MODULE = "paperang_p2_fonts_cjk"  # pip package paperang-p2-fonts-cjk, pinned in requirements.txt
+CJK_FONT_FILE = "fonts/wqy-microhei.ttc"  # WenQuanYi Micro Hei (文泉驿微米黑), Apache-2.0 / GPLv3
+
+
+def use_chinese_font() -> str | None:
+    """Register the course's CJK font so Chinese labels render; return its family name.
+
+    Latin text keeps matplotlib's default font; characters it lacks (汉字) fall back to
+    WenQuanYi Micro Hei, read from a pinned pip package (its code is never run). Called
+    when ``labutils.plot`` is imported. Returns None, with a warning, if the package is missing.
+
+    Example:
+        >>> use_chinese_font()
+        'WenQuanYi Micro Hei'
+    """
+    import importlib.util
+    import warnings
+    from pathlib import Path
+
+    from matplotlib import font_manager
+
+    spec = importlib.util.find_spec(CJK_FONT_MODULE)
+    path = Path(next(iter(spec.submodule_search_locations))) / CJK_FONT_FILE if spec else None
+    if path is None or not path.is_file():
+        warnings.warn("Chinese labels will show as boxes: the font package is missing; install it with "
+                      "`pip install paperang-p2-fonts-cjk==0.1.0` (or run `make setup`)", stacklevel=2)
+        return None
+    font_manager.fontManager.addfont(str(path))
+    name = font_manager.FontProperties(fname=str(path)).get_name()
+    families = [f for f in plt.rcParams["font.family"] if f != name]
+    plt.rcParams["font.family"] = [*families, name]  # per-glyph fallback (matplotlib >= 3.6)
+    return name
+
+
+CHINESE_FONT = use_chinese_font()
 
 
 def _in_notebook() -> bool:

@@ -67,3 +67,26 @@ def test_heatmap_labels_and_annotations():
         heatmap(np.zeros(3))
     with pytest.raises(ValueError, match="row_labels has 2"):
         heatmap(np.zeros((3, 3)), row_labels="ab")
+
+
+def test_chinese_labels_render_with_no_missing_glyph():
+    import warnings
+
+    import matplotlib.pyplot as plt
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    from labutils.plot import CHINESE_FONT, use_chinese_font
+
+    assert CHINESE_FONT == use_chinese_font() == "WenQuanYi Micro Hei"
+    label = "注意力权重 · 循环神经网络：质量很好，送货快"
+    path = font_manager.findfont(font_manager.FontProperties(family=CHINESE_FONT), fallback_to_default=False)
+    font = FT2Font(path)
+    assert all(font.get_char_index(ord(ch)) for ch in label if ch != " ")
+    fig, ax = plt.subplots()
+    ax.set_title(label)
+    heatmap(np.eye(3), row_labels="好差慢", col_labels=["质量", "很好", "attention"], ax=ax)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warns "Glyph ... missing from font(s)" per missing glyph
+        fig.canvas.draw()
+    plt.close(fig)
