@@ -67,9 +67,19 @@ def _size(path: Path) -> int:
 
 
 FIRST_CELLS = r'''
-import json, sys
+import ast, json, sys
 from pathlib import Path
 import nbformat
+
+def imports_labutils(source):
+    """A top-level import of labutils (the Colab first cell's import sits inside an `if`)."""
+    for node in ast.parse(source).body:
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom):
+            names = [node.module or ""]
+        if any(name.split(".")[0] == "labutils" for name in names):
+            return True
+    return False
 
 done = {}
 for path in sorted(Path.cwd().glob("[0-9][0-9]_*.ipynb")):
@@ -77,7 +87,7 @@ for path in sorted(Path.cwd().glob("[0-9][0-9]_*.ipynb")):
     namespace = {"__name__": "__main__"}
     for cell in (c for c in notebook.cells if c.cell_type == "code"):
         exec(compile(cell.source, f"{path.name}", "exec"), namespace)
-        if "labutils" in cell.source:  # through the cell that imports the course's helpers
+        if imports_labutils(cell.source):  # through the cell that imports the course's helpers
             break
     done[path.stem] = sys.modules["labutils"].__file__
 print(json.dumps(done))
