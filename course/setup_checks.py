@@ -5,7 +5,8 @@
 
 ``TORCH`` (``make setup TORCH=...``) picks the torch build:
 
-- ``auto`` (default): CUDA when ``nvidia-smi`` works, else ``cpu``;
+- ``auto`` (default): CUDA when ``nvidia-smi`` works; else the CPU build pip's own configuration
+  already holds on this machine (a local wheel folder, as on the course's CI), else ``cpu``;
 - ``cpu``: the CPU-only build from PyTorch's own CPU wheel index (no ``nvidia-*`` packages);
 - ``cuda``: the CUDA build from PyTorch's CUDA wheel index (PyPI's Linux wheel is a CUDA build too);
 - ``pip``: whatever pip's own configuration supplies (a local mirror, a company index).
@@ -17,6 +18,7 @@ when that one has the right build (or the PyTorch index cannot be reached).
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
@@ -37,13 +39,33 @@ def nvidia_smi_works() -> bool:
     return result.returncode == 0 and "GPU" in result.stdout
 
 
-def torch_pip_args(choice: str, pin: str, has_gpu: bool | None = None) -> list[str]:
+def local_cpu_build(pin: str) -> str | None:
+    """The version of a CPU-only build of ``pin`` that pip finds without any index (``+cpu``), or None.
+
+    Asks pip offline (``--no-index``: only the wheel folders its configuration names), so a machine
+    that already holds the CPU wheel does not query, or wait for, PyTorch's index.
+    """
+    command = [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-deps",
+               "--ignore-installed", "--quiet", "--report", "-", pin]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+        versions = [item["metadata"]["version"] for item in json.loads(result.stdout)["install"]]
+    except (OSError, subprocess.TimeoutExpired, ValueError, KeyError, TypeError):
+        return None
+    return versions[0] if versions and versions[0].endswith("+cpu") else None
+
+
+def torch_pip_args(choice: str, pin: str, has_gpu: bool | None = None,
+                   local_cpu: str | None | bool = True) -> list[str]:
     """The arguments after ``pip install`` that install ``pin`` (e.g. ``torch==2.13.0``) for ``choice``."""
     choice = (choice or "auto").strip().lower()
     if choice not in CHOICES:
         raise ValueError(f"TORCH={choice!r} is not one of {', '.join(CHOICES)} (e.g. make setup TORCH=cpu)")
     if choice == "auto":
-        choice = "cuda" if (nvidia_smi_works() if has_gpu is None else has_gpu) else "cpu"
+        if nvidia_smi_works() if has_gpu is None else has_gpu:
+            choice = "cuda"
+        else:
+            choice = "pip" if (local_cpu_build(pin) if local_cpu is True else local_cpu) else "cpu"
     if choice == "pip":
         return [pin]
     return [pin, "--extra-index-url", CUDA_INDEX if choice == "cuda" else CPU_INDEX]

@@ -26,7 +26,20 @@ PIN = "torch==2.13.0"
     ("AUTO ", False, [PIN, "--extra-index-url", setup_checks.CPU_INDEX]),
 ])
 def test_the_pip_arguments_of_each_torch_choice(choice, has_gpu, expected):
-    assert setup_checks.torch_pip_args(choice, PIN, has_gpu=has_gpu) == expected
+    assert setup_checks.torch_pip_args(choice, PIN, has_gpu=has_gpu, local_cpu=None) == expected
+
+
+def test_auto_uses_a_cpu_build_that_pip_already_holds_locally():
+    args = setup_checks.torch_pip_args("auto", PIN, has_gpu=False, local_cpu="2.13.0+cpu")
+    assert args == [PIN]  # no index to query: pip's own configuration supplies the CPU wheel
+    assert setup_checks.torch_pip_args("auto", PIN, has_gpu=True, local_cpu="2.13.0+cpu")[-1] == \
+        setup_checks.CUDA_INDEX
+
+
+def test_the_local_cpu_build_is_found_offline_or_not_at_all():
+    found = setup_checks.local_cpu_build(PIN)
+    assert found is None or found.startswith("2.13.0+cpu")
+    assert setup_checks.local_cpu_build("torch==0.0.1") is None
 
 
 def test_the_cpu_index_is_pytorchs_own_and_an_unknown_choice_is_explained():
@@ -38,7 +51,7 @@ def test_the_cpu_index_is_pytorchs_own_and_an_unknown_choice_is_explained():
 def test_auto_asks_nvidia_smi(monkeypatch):
     monkeypatch.setattr(setup_checks.shutil, "which", lambda name: None)
     assert not setup_checks.nvidia_smi_works()
-    assert setup_checks.torch_pip_args("auto", PIN)[-1] == setup_checks.CPU_INDEX
+    assert setup_checks.torch_pip_args("auto", PIN, local_cpu=None)[-1] == setup_checks.CPU_INDEX
 
 
 def test_preflight_says_how_to_install_what_is_missing():
