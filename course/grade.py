@@ -551,7 +551,8 @@ def feedback_text(result: Result, chapter: Chapter) -> str:
         lines.append(f"- **{exercise.id}** ({got}/{exercise.points}): {result.feedback.get(exercise.id, '')}")
     if result.notes:
         lines += ["", "Notes from the grader:", ""] + [f"- {note}" for note in result.notes]
-    lines += ["", "Grading ran the course's own checks on your functions in a fresh kernel (smoke mode)."]
+    lines += ["", "Grading ran the course's own checks on the functions of your solution cells, in a fresh "
+              "kernel (smoke mode); your other cells were not run."]
     return "\n".join(lines) + "\n"
 
 

@@ -179,6 +179,7 @@ return 2 * x if blocked == len(attempts) and guarded else -1
         ),
         "blank": _submission(chapter, {}),
         "empty": new_notebook(),
+        "wrong": new_notebook(cells=[new_markdown_cell("# 02 · Another chapter"), new_code_cell("x = 1")]),
     }
     for name, notebook in notebooks.items():
         path = subs / f"{name}.ipynb"
@@ -215,6 +216,7 @@ return 2 * x if blocked == len(attempts) and guarded else -1
         "syntax": ("0", "2", "2", "graded"),
         "blank": ("0", "0", "0", "graded (nothing attempted)"),
         "empty": ("0", "0", "0", "empty notebook"),
+        "wrong": ("0", "0", "0", "wrong chapter: this is chapter 02, graded as chapter 01"),
         "notjson": ("0", "0", "0", "not a notebook (not valid JSON)"),
         "mallory": ("0", "0", "0", "no submission"),
     }
