@@ -1126,7 +1126,7 @@ assert SMOKE or gap < binomial_half_width(min(adam_acc, sgd_acc), n_test_points)
 # ## 9. Exercises
 #
 # Each exercise is a function to complete. Replace the body, run the cell, then
-# run the check below it: it prints ✅ or ❌ with a hint, and never stops the
+# run the check below it: it prints [PASS] or [FAIL] with a hint, and never stops the
 # notebook. The checks try your code on several random inputs and an edge
 # case, against a reference they compute with PyTorch.
 #
