@@ -38,6 +38,7 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from course.student import stub_source
 from labutils.exercises import Exercise, chapter_exercises, chapter_source, defined_names, python_source
 from labutils.paths import ROOT_ENV_VAR, course_root
 
+_AST_LOCK = threading.Lock()
 CELL_TIMEOUT = 60  # seconds for one cell (smoke cells of the course take a few seconds)
 NOTEBOOK_TIMEOUT = 600  # seconds for one submission, kernel start included
 PROBE_TIMEOUT = 10  # seconds for the kernel to answer again after an interrupted cell
@@ -480,7 +482,8 @@ def grade_notebook(
             return finish(f"wrong chapter: this is chapter {found}, graded as chapter {prefix}")
         codes, states = {}, {}
         for exercise in chapter.exercises:
-            code, state, notes = learner_code(chapter, exercise, notebook)
+            with _AST_LOCK:  # CPython 3.11's ast is not safe in parallel threads (jobs > 1)
+                code, state, notes = learner_code(chapter, exercise, notebook)
             codes[exercise.id], states[exercise.id] = code, state
             result.notes += notes
         if all(state in ("missing", "stub") for state in states.values()):
@@ -602,8 +605,12 @@ def grade_class(
     cell_timeout: float = CELL_TIMEOUT,
     notebook_timeout: float = NOTEBOOK_TIMEOUT,
     log=print,
+    jobs: int = 1,
 ) -> list[Result]:
-    """Grade every submission in ``folder``; write ``out/gradebook.csv`` and ``out/feedback/``."""
+    """Grade every submission in ``folder``; write ``out/gradebook.csv`` and ``out/feedback/``.
+
+    ``jobs`` submissions run at once (each in its own kernel); 1 (the default) suits a 2-core machine.
+    """
     root = (root or course_root()).resolve()
     folder, out = Path(folder).resolve(), Path(out).resolve()
     if not folder.is_dir():
@@ -621,20 +628,28 @@ def grade_class(
         for name in names:
             submissions.setdefault(name, None)
     work = Path(tempfile.mkdtemp(prefix="oml-grading-"))
-    results = []
     start = time.perf_counter()
+
+    def one(student: str, path: Path | None) -> Result:
+        try:
+            result = grade_notebook(student, path, course, root, work, cell_timeout, notebook_timeout)
+        except Exception as error:  # noqa: BLE001 -- one odd submission must not stop the class
+            result = Result(student, course.stem, {e.id: 0 for e in course.exercises},
+                            status=f"not graded: the grader failed ({type(error).__name__})",
+                            notes=[f"grader error: {type(error).__name__}: {str(error)[:200]}"])
+        if roster is not None and student not in names:
+            result.notes.append("not on the roster")
+        log(f"{student}: {result.total}/{course.max_points} ({result.status}, {result.seconds:.0f} s)")
+        return result
+
     try:
-        for student, path in sorted(submissions.items()):
-            try:
-                result = grade_notebook(student, path, course, root, work, cell_timeout, notebook_timeout)
-            except Exception as error:  # noqa: BLE001 -- one odd submission must not stop the class
-                result = Result(student, course.stem, {e.id: 0 for e in course.exercises},
-                                status=f"not graded: the grader failed ({type(error).__name__})",
-                                notes=[f"grader error: {type(error).__name__}: {str(error)[:200]}"])
-            if roster is not None and student not in names:
-                result.notes.append("not on the roster")
-            results.append(result)
-            log(f"{student}: {result.total}/{course.max_points} ({result.status}, {result.seconds:.0f} s)")
+        if jobs > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                results = list(pool.map(lambda item: one(*item), sorted(submissions.items())))
+        else:
+            results = [one(student, path) for student, path in sorted(submissions.items())]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     gradebook = write_gradebook(results, course, out)
@@ -653,6 +668,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--roster", type=Path, help="CSV whose first column lists the students")
     parser.add_argument("--cell-timeout", type=float, default=CELL_TIMEOUT)
     parser.add_argument("--notebook-timeout", type=float, default=NOTEBOOK_TIMEOUT)
+    parser.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
     args = parser.parse_args(argv)
     out = args.out or course_root() / "_build" / "grades" / args.submissions.resolve().name
     try:
@@ -663,6 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             args.roster,
             cell_timeout=args.cell_timeout,
             notebook_timeout=args.notebook_timeout,
+            jobs=args.jobs,
         )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -327,3 +327,19 @@ def test_magics_are_dropped_and_a_grader_failure_is_one_row(tiny_course, tmp_pat
     grade_class(subs, tmp_path / "out", "01", root=tiny_course)
     rows = _rows(tmp_path / "out")
     assert [rows[n]["status"] for n in ("ann", "ben")] == ["not graded: the grader failed (RuntimeError)"] * 2
+
+
+@pytest.mark.notebook
+def test_two_jobs_give_the_same_rows(tiny_course, tmp_path):
+    chapter, subs = _tiny_chapter(), tmp_path / "subs"
+    subs.mkdir()
+    ok = {"double": "return 2 * x", "halve": "return x / 2"}
+    for name, notebook in {"ok": _submission(chapter, ok), "blank": _submission(chapter, {}),
+                           "half": _submission(chapter, {"halve": ok["halve"]}),
+                           "killer": _submission(chapter, {"double": "import os\nos._exit(1)"})}.items():
+        nbformat.write(notebook, subs / f"{name}.ipynb")
+    grade_class(subs, tmp_path / "one", "01", root=tiny_course, cell_timeout=20)
+    grade_class(subs, tmp_path / "two", "01", root=tiny_course, cell_timeout=20, jobs=2)
+    one, two = ((tmp_path / run / "gradebook.csv").read_text() for run in ("one", "two"))
+    assert one == two
+    assert _rows(tmp_path / "two")["half"]["total"] == "2"
