@@ -196,3 +196,14 @@ def test_python_m_course_has_the_learner_and_teacher_commands(tmp_path, capsys):
     assert "added 00_" in capsys.readouterr().out
     assert course_main(["progress", "--workspace", str(tmp_path / "ws")]) == 0
     assert "never tried" in capsys.readouterr().out
+
+
+def test_switching_to_solutions_later_keeps_edits(course, tmp_path):
+    ws = tmp_path / "ws"
+    prepare(ws, root=course.root)
+    mine = _edit(ws / "01_backprop.ipynb")
+    messages = prepare(ws, "solutions", root=course.root)
+    assert "return x * 2" in (ws / "00_intro.ipynb").read_text() and len(messages) == 2
+    assert (ws / "01_backprop.ipynb").read_bytes() == mine
+    assert "BEGIN SOLUTION" in (ws / f"01_backprop{UPDATED_SUFFIX}").read_text()
+    assert prepare(ws, root=course.root) == [messages[1]]  # remembered: no switch back, same offer
