@@ -128,7 +128,8 @@ def test_post_build_gives_a_working_environment_from_a_fresh_clone(tmp_path):
     assert sorted(p.name for p in workspace.glob("*.ipynb")) == chapters
     assert "/lab/tree/workspace" in (home / ".jupyter" / "jupyter_server_config.py").read_text()
     assert (clone / "book" / "_static" / "vendor" / ".package-lock.sha256").is_file()  # the website's scripts
-    assert not (clone / "book" / "node_modules").exists()
+    for npm_folder in ("book/node_modules", "deploy/proxy/node_modules"):
+        assert not (clone / npm_folder).exists(), npm_folder
 
     run = subprocess.run([str(env / "bin" / "python"), "-c", FIRST_CELLS], cwd=workspace, capture_output=True,
                          text=True, timeout=300, check=False,
