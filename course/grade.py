@@ -516,7 +516,8 @@ def _line(exercise: Exercise, passed: bool, reason: str) -> str:
     if passed:
         return "passed"
     hint = f" Hint: {exercise.hint}" if exercise.hint else ""
-    return f"not passed: {reason}.{hint}"
+    end = "" if reason.rstrip().endswith((".", "?", "!")) else "."
+    return f"not passed: {reason}{end}{hint}"
 
 
 def find_submissions(folder: Path, prefix: str) -> dict[str, Path | None]:
