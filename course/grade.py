@@ -45,7 +45,9 @@ from pathlib import Path
 import nbformat
 
 from course.student import stub_source
-from labutils.exercises import Exercise, chapter_exercises, chapter_source, defined_names, python_source
+from labutils.exercises import (
+    Exercise, chapter_exercises, chapter_source, defined_names, parse_python, python_source,
+)
 from labutils.paths import ROOT_ENV_VAR, course_root
 
 _AST_LOCK = threading.Lock()
@@ -130,7 +132,7 @@ def load_chapter(prefix: str, root: Path | None = None) -> Chapter:
         if cell.cell_type != "code":
             continue
         try:
-            names, found_imports = _bound_names(ast.parse(cell.source))
+            names, found_imports = _bound_names(parse_python(cell.source))
         except SyntaxError:
             continue
         protected |= names
@@ -138,7 +140,7 @@ def load_chapter(prefix: str, root: Path | None = None) -> Chapter:
     stubs = {}
     for exercise in exercises:
         if exercise.solution_cell >= 0:
-            stub = ast.parse(stub_source(notebook.cells[exercise.solution_cell].source))
+            stub = parse_python(stub_source(notebook.cells[exercise.solution_cell].source))
             stubs.update({n.name: ast.dump(n) for n in stub.body if isinstance(n, ast.FunctionDef)})
     return Chapter(source.stem, notebook, exercises, protected - functions, imports, stubs)
 
@@ -183,7 +185,7 @@ def learner_code(chapter: Chapter, exercise: Exercise, notebook) -> tuple[str | 
     if cell_source is None:
         if broken is not None:
             try:
-                ast.parse(broken)
+                parse_python(broken)
             except SyntaxError as error:
                 return (
                     None,
@@ -193,7 +195,7 @@ def learner_code(chapter: Chapter, exercise: Exercise, notebook) -> tuple[str | 
                 )
         return None, "missing", [f"{exercise.id}: no definition of {names} found"]
     cell_source = python_source(cell_source)  # parses: defined_names() found the functions in it
-    tree = ast.parse(cell_source)
+    tree = parse_python(cell_source)
     kept, notes = [], []
     for node in tree.body:
         reason = None

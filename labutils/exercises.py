@@ -53,10 +53,22 @@ def python_source(source: str) -> str:
     return "\n".join("" if line.lstrip()[:1] in ("%", "!") else line for line in source.splitlines())
 
 
+def parse_python(source: str) -> ast.Module:
+    """``ast.parse``, retried when CPython 3.11 raises its spurious "AST constructor recursion depth
+    mismatch" SystemError (python/cpython#106905, seen when another thread builds an AST meanwhile)."""
+    for attempt in range(3):
+        try:
+            return ast.parse(source)
+        except SystemError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _parse(source: str) -> ast.Module | None:
     for text in (source, python_source(source)):
         try:
-            return ast.parse(text)
+            return parse_python(text)
         except SyntaxError:
             continue
     return None
