@@ -112,7 +112,11 @@ def prepare(workspace: Path, edition: str | None = None, root: Path | None = Non
     manifest.update({"version": 1, "edition": edition, "course_root": str(root)})
     messages = []
     for source in chapter_sources(root):
-        messages += _prepare_chapter(workspace, source, edition, chapters.setdefault(source.stem, {}))
+        try:
+            messages += _prepare_chapter(workspace, source, edition, chapters.setdefault(source.stem, {}))
+        except Exception as error:  # noqa: BLE001 -- one unreadable chapter must not block the others
+            messages.append(f"skipped {source.name}: the course's copy cannot be read "
+                            f"({type(error).__name__}: {str(error)[:120]}); your copy, if any, is unchanged")
     _write(workspace / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8"))
     write_progress_page(workspace)
     return messages

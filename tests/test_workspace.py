@@ -207,3 +207,14 @@ def test_switching_to_solutions_later_keeps_edits(course, tmp_path):
     assert (ws / "01_backprop.ipynb").read_bytes() == mine
     assert "BEGIN SOLUTION" in (ws / f"01_backprop{UPDATED_SUFFIX}").read_text()
     assert prepare(ws, root=course.root) == [messages[1]]  # remembered: no switch back, same offer
+
+
+def test_an_unreadable_course_chapter_is_skipped(course, tmp_path):
+    ws = tmp_path / "ws"
+    prepare(ws, root=course.root)
+    mine = _edit(ws / "01_backprop.ipynb")
+    (course.root / "notebooks" / "01_backprop.ipynb").write_text('{"cells": [')  # half written
+    course("02", "loss")
+    messages = prepare(ws, root=course.root)
+    assert messages[0].startswith("skipped 01_backprop.ipynb: the course's copy cannot be read")
+    assert messages[1:] == ["added 02_loss.ipynb"] and (ws / "01_backprop.ipynb").read_bytes() == mine
