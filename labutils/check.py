@@ -112,11 +112,17 @@ def _run_limited(fn: Callable[[], Any], what: str) -> Any:
     limit = _time_limit()
     worker = threading.Thread(target=work, name="oml-check", daemon=True)
     worker.start()
-    worker.join(limit)
+    try:
+        worker.join(limit)
+    except KeyboardInterrupt:  # the learner pressed stop: stop their code too, then stop as asked
+        _stop(worker)
+        raise
     if worker.is_alive():
+        stopped = _stop(worker)
         raise _Failed(
-            f"{what} did not finish within {limit:g} s (an endless loop?). It may still be running in the "
-            "background: if the notebook gets slow, restart the kernel"
+            f"{what} did not finish within {limit:g} s (an endless loop?)"
+            + ("" if stopped else ". It is still running in the background, inside a long operation: "
+               "if the notebook gets slow, restart the kernel")
         )
     if "error" in outcome:
         error = outcome["error"]
@@ -126,6 +132,22 @@ def _run_limited(fn: Callable[[], Any], what: str) -> Any:
             raise _Failed("not implemented yet: replace `raise NotImplementedError` with your code")
         raise _Failed(f"{what} raised {type(error).__name__}: {_short(str(error), 200)}")
     return outcome.get("value")
+
+
+class _Stopped(BaseException):
+    """Raised inside a learner's function that ran past the time limit, to end it."""
+
+
+def _stop(worker: threading.Thread, wait: float = 1.0) -> bool:
+    """Ask ``worker`` to stop (an exception raised in it at its next Python line); True once it has."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_Stopped))
+    except Exception:  # not CPython: the thread runs on in the background
+        return False
+    worker.join(wait)
+    return not worker.is_alive()
 
 
 def _plain(value: Any) -> Any:

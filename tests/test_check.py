@@ -212,6 +212,21 @@ def test_a_function_that_never_returns_is_stopped_at_the_time_limit(monkeypatch,
     stop.set()
 
 
+def test_an_endless_python_loop_is_stopped_not_left_running(monkeypatch):
+    import threading
+    import time
+
+    monkeypatch.setenv("OML_CHECK_TIMEOUT", "0.2")
+
+    def endless():
+        while True:
+            pass
+
+    _fails_readably(check("t.67", endless, expected=1), "did not finish within 0.2 s")
+    time.sleep(0.5)
+    assert not [t for t in threading.enumerate() if t.name == "oml-check"]  # it does not burn the CPU on
+
+
 def test_the_check_works_off_the_main_thread():
     import threading
 
