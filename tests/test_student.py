@@ -107,5 +107,6 @@ def test_every_stub_fails_its_check(notebook, tmp_path):
     assert results and not [r for r in results if r["passed"]], f"a stub passed its check: {results}"
     assert {r["id"] for r in results} == exercises_passed_in_saved_outputs(notebook)
     stubs = nbformat.read(student, 4).metadata["openmodelslab"]["student_edition"]["solutions_stubbed"]
-    assert len({r["id"] for r in results}) == stubs, "every stubbed solution needs its own check, which must fail"
+    assert len({r["id"] for r in results}) == stubs, (
+        "every stubbed solution needs its own check, which must fail")
     assert all("not implemented yet" in r["reason"] for r in results)
