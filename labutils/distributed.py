@@ -53,7 +53,8 @@ class LaunchResult:
 
     def rank_lines(self, rank: int) -> list[str]:
         """The lines rank ``rank`` printed, without the prefix."""
-        return [m.group(2) for m in map(_PREFIX.match, self.output.splitlines()) if m and int(m.group(1)) == rank]
+        return [m.group(2) for m in map(_PREFIX.match, self.output.splitlines())
+                if m and int(m.group(1)) == rank]
 
 
 def free_port() -> int:
@@ -132,7 +133,8 @@ def launch(script: str | Path, nproc: int = 2, args: Sequence[str] = (), *, time
             _stop(process)
             output, _ = process.communicate()
             raise DistributedLaunchError(
-                f"{script.name} ran past its time limit of {timeout:g} s and was stopped (all {nproc} ranks). "
+                f"{script.name} ran past its time limit of {timeout:g} s and was stopped "
+                f"(all {nproc} ranks). "
                 f"A rank that never joins a collective makes the others wait forever: check that every "
                 f"rank calls the same collectives in the same order. The ranks' last lines:\n"
                 + _rank_lines(output), output) from None
@@ -152,6 +154,7 @@ def launch(script: str | Path, nproc: int = 2, args: Sequence[str] = (), *, time
         rank, traceback = _failing_rank_report(output)
         who = f"rank {rank}" if rank is not None else "a rank"
         raise DistributedLaunchError(
-            f"{script.name} failed on {who} (exit code {process.returncode}); torchrun stopped the other ranks. "
+            f"{script.name} failed on {who} (exit code {process.returncode}); "
+            f"torchrun stopped the other ranks. "
             f"Traceback of {who}:\n{traceback}", output, rank)
     raise AssertionError("unreachable")

@@ -118,13 +118,16 @@ def _write(tmp_path: Path, name: str, *sources: str) -> Path:
     return path
 
 
-ONE = 'def area(r):\n    """Docstring."""\n    # BEGIN SOLUTION\n    return 3.14159 * r ** 2\n    # END SOLUTION\n'
+ONE = ('def area(r):\n    """Docstring."""\n    # BEGIN SOLUTION\n    return 3.14159 * r ** 2\n'
+       '    # END SOLUTION\n')
 
 
 @pytest.mark.parametrize("other, what", [
-    ('def area(r):\n    # BEGIN SOLUTION\n    return r * r * 3.14159\n    # END SOLUTION\n', "function name 'area'"),
+    ('def area(r):\n    # BEGIN SOLUTION\n    return r * r * 3.14159\n    # END SOLUTION\n',
+     "function name 'area'"),
     # same code, other layout and comments: still the same solution
-    ("def disc(r):\n    # BEGIN SOLUTION\n    return (3.14159\n            * r**2)  # pi r^2\n    # END SOLUTION\n",
+    ("def disc(r):\n    # BEGIN SOLUTION\n    return (3.14159\n"
+     "            * r**2)  # pi r^2\n    # END SOLUTION\n",
      "identical solution (area, disc)"),
 ])
 def test_repeats_are_found_across_chapters(tmp_path, other, what):
