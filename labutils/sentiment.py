@@ -136,7 +136,8 @@ def fine_tune(
             batches += list(chunk[torch.argsort(lengths[chunk], stable=True)].split(batch_size))
         batches = [batches[i] for i in torch.randperm(len(batches), generator=generator)]
         for indices in tqdm(batches, desc=f"fine-tuning, epoch {epoch + 1}/{epochs}", disable=not progress):
-            inputs = tokenizer.pad({"input_ids": [token_ids[i] for i in indices]}, return_tensors="pt").to(device)
+            inputs = tokenizer.pad({"input_ids": [token_ids[i] for i in indices]},
+                                   return_tensors="pt").to(device)
             loss = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"],
                          labels=labels[indices].to(device)).loss
             optimizer.zero_grad(set_to_none=True)
@@ -176,7 +177,7 @@ def load_onnx_classifier(path: str | Path, threads: int | None = None):
 
 
 def onnx_fresh_probability(texts: list[str], tokenizer, session, batch_size: int = 64) -> np.ndarray:
-    """P(fresh) for each text from an ONNX session with inputs ``input_ids``, ``attention_mask`` (logits out)."""
+    """P(fresh) for each text from an ONNX session (inputs ``input_ids``, ``attention_mask``; logits out)."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of strings, not one string: wrap it as [text]")
     probs = []

@@ -57,7 +57,8 @@ def test_missing_model_says_what_to_do(tmp_path):
 
 
 def test_fine_tune_learns_a_separable_task(tokenizer):
-    fresh, rotten = ["great fun", "wonderful acting", "a joy", "brilliant"], ["awful", "a dull mess", "boring", "bad"]
+    fresh = ["great fun", "wonderful acting", "a joy", "brilliant"]
+    rotten = ["awful", "a dull mess", "boring", "bad"]
     texts = fresh * 4 + rotten * 4
     labels = torch.tensor([1] * 16 + [0] * 16)
     model = tiny_model()
