@@ -1,6 +1,12 @@
-"""labutils.sentiment on a tiny random BERT (no real training): loading, fine_tune, ONNX, the CLI."""
+"""labutils.sentiment on a tiny random BERT (no real training): loading, the recipe, ONNX, the CLI."""
 
+import ast
+import inspect
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +15,7 @@ from transformers import BertConfig
 
 from labutils import sentiment
 from labutils.models import load_minilm_tokenizer
+from labutils.sentiment import recipe
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +106,7 @@ def test_onnx_probabilities_match_torch(saved, tokenizer, onnx_file):
 
 
 def test_cli_classifies_with_a_folder_or_an_onnx_file(saved, onnx_file, capsys):
-    folder, model = saved
+    folder, _ = saved
     assert sentiment.main(["--model", str(folder), "nice", "bad"]) == 0
     from_folder = capsys.readouterr().out.splitlines()
     assert sentiment.main(["--model", str(onnx_file), "nice", "bad"]) == 0
@@ -111,3 +118,152 @@ def test_cli_classifies_with_a_folder_or_an_onnx_file(saved, onnx_file, capsys):
 def test_cli_reports_a_missing_model(tmp_path, capsys):
     assert sentiment.main(["--model", str(tmp_path / "nowhere"), "text"]) == 2
     assert "Run chapter 06" in capsys.readouterr().err
+
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAPTER = ROOT / "notebooks" / "06_bert_finetuning.py"
+
+
+def _chapter_parameters() -> dict:
+    """The literal assignments of chapter 06's parameters cell."""
+    source = CHAPTER.read_text(encoding="utf-8")
+    cell = source.split('# %% tags=["parameters"]', 1)[1].split("# %%", 1)[0]
+    values = {}
+    for node in ast.parse(cell).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return values
+
+
+def test_chapter_hyper_parameters_are_the_library_defaults():
+    params = _chapter_parameters()
+    defaults = {name: p.default for name, p in inspect.signature(sentiment.fine_tune).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    pairs = {"EPOCHS": "epochs", "BATCH_SIZE": "batch_size", "ENCODER_LR": "encoder_lr", "HEAD_LR": "head_lr",
+             "WARMUP_SHARE": "warmup_share", "WEIGHT_DECAY": "weight_decay", "CLIP_NORM": "clip_norm",
+             "SEED": "seed", "PRECISION": "precision"}
+    chapter_values = {chapter: params[chapter] for chapter in pairs}
+    assert chapter_values == {chapter: defaults[lib] for chapter, lib in pairs.items()}
+    assert params["MAX_LEN"] == sentiment.MAX_LEN
+
+
+@pytest.mark.parametrize("name", ["parameter_groups", "warmup_then_decay", "train_step", "fine_tune"])
+def test_chapter_writes_the_library_loop_verbatim(name):
+    assert inspect.getsource(getattr(recipe, name)) in CHAPTER.read_text(encoding="utf-8"), (
+        f"chapter 06 and labutils.sentiment.recipe.{name} differ: change both")
+
+
+def test_parameter_groups_leave_biases_and_layer_norms_undecayed():
+    model = tiny_model()
+    groups = recipe.parameter_groups(model, encoder_lr=1e-4, head_lr=1e-2, weight_decay=0.1)
+    names = {id(p): n for n, p in model.named_parameters()}
+    seen = {names[id(p)]: (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert sorted(seen) == sorted(names.values())  # every parameter exactly once
+    for name, (lr, decay) in seen.items():
+        assert lr == (1e-2 if name.startswith("classifier.") else 1e-4), name
+        assert decay == (0.0 if name.endswith("bias") or "LayerNorm" in name else 0.1), name
+    group_names = [g["name"] for g in groups]
+    assert group_names == ["encoder, decay", "encoder, no decay", "head, decay", "head, no decay"]
+
+
+def test_schedule_matches_transformers():
+    import transformers
+
+    for warmup, total in [(1, 1), (3, 10), (44, 736), (10, 10)]:
+        reference = transformers.get_linear_schedule_with_warmup(
+            torch.optim.SGD([torch.zeros(1)], lr=1.0), warmup, total).lr_lambdas[0]
+        for step in range(total + 2):
+            assert abs(recipe.warmup_then_decay(step, warmup, total) - reference(step)) < 1e-12
+
+
+def _one_step_setup(tokenizer, scaler_enabled):
+    model = tiny_model().train()
+    optimizer = torch.optim.AdamW(recipe.parameter_groups(model, 1e-3, 1e-2, 0.01))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: recipe.warmup_then_decay(s, 2, 10))
+    scaler = torch.amp.GradScaler("cpu", enabled=scaler_enabled)
+    inputs = tokenizer(["a fine film", "dull"], padding=True, return_tensors="pt")
+    batch = {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}
+    return model, optimizer, scheduler, scaler, batch, torch.tensor([1, 0])
+
+
+def test_an_overflowed_fp16_step_is_skipped_and_left_out_of_norms_and_schedule(tokenizer):
+    model, optimizer, scheduler, scaler, batch, labels = _one_step_setup(tokenizer, scaler_enabled=True)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    weight = model.bert.encoder.layer[0].output.dense.weight
+    overflow = weight.register_hook(lambda grad: grad * float("inf"))  # what an fp16 overflow leaves
+    loss, norm = recipe.train_step(model, batch, labels, optimizer, scheduler, scaler, clip_norm=1.0)
+    overflow.remove()
+    assert np.isfinite(loss) and norm is None
+    assert scheduler.last_epoch == 0 and scaler.get_scale() == 65536.0 / 2  # no schedule step, scale halved
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # no update
+    assert not optimizer.state
+    _, norm = recipe.train_step(model, batch, labels, optimizer, scheduler, scaler, clip_norm=1.0)
+    assert norm is not None and np.isfinite(norm) and scheduler.last_epoch == 1
+    assert optimizer.state[weight]["step"] == 1  # an AdamW update (at lr 0: warm-up starts at 0)
+
+
+def test_a_float32_step_reports_the_norm_before_clipping(tokenizer):
+    model, optimizer, scheduler, scaler, batch, labels = _one_step_setup(tokenizer, scaler_enabled=False)
+    _, norm = recipe.train_step(model, batch, labels, optimizer, scheduler, scaler, clip_norm=1e-3)
+    grads = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+    after = torch.linalg.vector_norm(torch.stack(grads))
+    assert norm > 1e-2 and after.item() == pytest.approx(1e-3, rel=1e-3)  # reported before, clipped after
+    assert scheduler.last_epoch == 1
+
+
+def test_precision_choice():
+    assert recipe.autocast_dtype("cpu") is None and recipe.autocast_dtype("cpu", "bf16") == torch.bfloat16
+    assert recipe.autocast_dtype("mps", "auto") is None
+    assert not recipe.make_scaler("cpu", torch.bfloat16).is_enabled()
+    assert recipe.make_scaler("cpu", torch.float16).is_enabled()
+    with pytest.raises(ValueError, match="precision"):
+        recipe.autocast_dtype("cpu", "float8")
+
+
+def test_fine_tune_keeps_the_epoch_best_on_validation(tokenizer):
+    fresh = ["great fun", "wonderful acting", "a joy", "brilliant"]
+    rotten = ["awful", "a dull mess", "boring", "bad"]
+    texts, labels = fresh * 2 + rotten * 2, torch.tensor([1] * 8 + [0] * 8)
+    valid_texts, valid_labels = ["great acting", "a dull film", "a joy", "bad"], torch.tensor([1, 0, 1, 0])
+    logged = []
+    model = tiny_model()
+    history = sentiment.fine_tune(model, tokenizer, texts, labels, valid_texts=valid_texts,
+                                  valid_labels=valid_labels, epochs=3, batch_size=4, encoder_lr=3e-3,
+                                  head_lr=3e-2, progress=False, log_every=2,
+                                  on_log=lambda step, **values: logged.append((step, values)))
+    assert len(history) == 12 and len(history.grad_norms) == 12 and history.skipped == 0
+    assert len(history.valid_accuracy) == 3
+    assert history.best_epoch == 1 + int(np.argmax(history.valid_accuracy))  # first of the best
+    valid_ids = tokenizer(valid_texts)["input_ids"]
+    kept = recipe.accuracy(model, tokenizer, valid_ids, valid_labels)
+    assert kept == history.valid_accuracy[history.best_epoch - 1]
+    assert history.final_lr == [0.0] * 4 and history.seconds > 0
+    assert [v for _, v in logged].count({"valid_acc": history.valid_accuracy[0]}) >= 1
+    assert sum("train_loss" in v for _, v in logged) == 6
+
+
+BLOCK_TORCH = """
+import runpy, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers"):
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+sys.argv = ["python -m labutils.sentiment", *sys.argv[1:]]
+runpy.run_module("labutils.sentiment", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_the_onnx_cli_imports_neither_torch_nor_transformers(saved, onnx_file):
+    folder, _ = saved
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--model", str(onnx_file), "nice", "bad"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert len(run.stdout.splitlines()) == 2 and run.stdout.splitlines()[0].endswith("nice")
+    blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--model", str(folder), "nice"],
+                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
+    assert blocked.returncode != 0 and "blocked in this test" in blocked.stderr  # the block works

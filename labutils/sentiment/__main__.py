@@ -1,0 +1,5 @@
+import sys
+
+from labutils.sentiment.cli import main
+
+sys.exit(main())
