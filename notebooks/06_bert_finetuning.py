@@ -32,8 +32,10 @@
 #
 # **Prerequisites:** [02 · Cross-entropy](02_cross_entropy.ipynb) (the loss),
 # [05 · Attention](05_attention.ipynb) (what one encoder layer computes).
-# **Run time:** about 10 minutes on a 2-core laptop CPU (about a minute with
-# `SMOKE = True`; well under a minute of training on a GPU).
+# **Run time:** about 10 minutes on a quiet 2-core laptop CPU (about a minute
+# with `SMOKE = True`; well under a minute of training on a GPU). The run
+# saved here was made on a busy machine and took longer: section 8 prints
+# how long its training took, and the book's status page lists the whole run.
 
 # %% [markdown]
 # ## Parameters
