@@ -72,21 +72,51 @@ def torchrun_command(script: str | Path, nproc: int, args: Sequence[str] = (), p
             "--master-addr=127.0.0.1", f"--master-port={port}", "--tee=3", str(script), *map(str, args)]
 
 
-def _failing_rank_report(output: str) -> tuple[int | None, str]:
-    """The rank torchrun names as the root cause, and that rank's traceback.
+# Errors a rank gets because another rank died: a consequence, not the cause.
+_PEER_FAILURE = re.compile(r"Connection closed by peer|Connection reset by peer|remote worker crashing|"
+                           r"DistNetworkError|Broken pipe", re.IGNORECASE)
 
-    With ``@record`` on the script's main function torchrun's summary holds the traceback; without it,
-    the traceback is taken from the lines that rank printed.
-    """
-    match = _ROOT_CAUSE_RANK.search(output)
-    rank = int(match.group(1)) if match else None
-    if match:
-        block = output[output.rindex("Root Cause", 0, match.end()):].split("=" * 20)[0].rstrip()
-        if "Traceback" in block:
-            return rank, block
+
+def _summary_blocks(output: str) -> list[tuple[int, str]]:
+    """(rank, text) of each failure in torchrun's summary, the root cause first."""
+    if "Root Cause" not in output:
+        return []
+    summary = output[output.rindex("Failures:") if "Failures:" in output else output.rindex("Root Cause"):]
+    failures, _, root = summary.partition("Root Cause")
+    blocks = []
+    for part in (root, failures):
+        for block in re.split(r"^\s*\[\d+\]:\s*$", part, flags=re.M)[1:]:
+            block = block.split("=" * 20)[0].split("-" * 20)[0].rstrip()
+            match = re.search(r"rank\s*:\s*(\d+)", block)
+            if match:
+                blocks.append((int(match.group(1)), block))
+    return blocks
+
+
+def _printed_traceback(output: str, rank: int | None) -> str:
     lines = [m.group(2) for m in map(_PREFIX.match, output.splitlines()) if m and int(m.group(1)) == rank]
-    start = next((i for i, line in enumerate(lines) if line.startswith("Traceback")), None)
-    return rank, "\n".join(lines[start:] if start is not None else output.splitlines()[-25:])
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("Traceback")), None)
+    return "\n".join(lines[start:]) if start is not None else ""
+
+
+def _failing_rank_report(output: str) -> tuple[int | None, str]:
+    """The rank that failed first for a reason of its own, and its traceback.
+
+    torchrun's "root cause" is the first failure it observed; when one rank crashes, its partners fail
+    a moment later in their collectives ("Connection closed by peer"), and either may be observed
+    first. So a failure that is only a peer's consequence gives way to one that is not.
+    """
+    candidates = []
+    for rank, block in _summary_blocks(output):
+        text = block if "Traceback" in block else _printed_traceback(output, rank)
+        candidates.append((rank, block if "Traceback" in block else (text or block)))
+    if not candidates:
+        match = _ROOT_CAUSE_RANK.search(output)
+        rank = int(match.group(1)) if match else None
+        text = _printed_traceback(output, rank)
+        return rank, text or "\n".join(output.splitlines()[-25:])
+    own = [(rank, text) for rank, text in candidates if not _PEER_FAILURE.search(text)]
+    return (own or candidates)[0]
 
 
 def _rank_lines(output: str, last: int = 15) -> str:

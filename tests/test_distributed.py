@@ -1,11 +1,13 @@
 """labutils.distributed: torchrun launches that cannot collide, hang or leave processes behind."""
 
 import os
+import re
 import socket
 import textwrap
 
 import pytest
 
+from labutils import distributed
 from labutils.distributed import DistributedLaunchError, free_port, launch, torchrun_command
 
 ALL_REDUCE = """
@@ -93,3 +95,42 @@ def test_a_hung_launch_is_stopped_with_all_its_ranks(tmp_path):
 def test_a_missing_script_says_so(tmp_path):
     with pytest.raises(FileNotFoundError, match="write it first"):
         launch(tmp_path / "nope.py")
+
+
+SUMMARY = """[default1]:Traceback (most recent call last):
+[default1]:FileNotFoundError: checkpoint-that-is-not-there.pt
+[default0]:Traceback (most recent call last):
+[default0]:RuntimeError: Connection closed by peer [127.0.0.1]:56491.
+============================================================
+broken.py FAILED
+------------------------------------------------------------
+Failures:
+[1]:
+  time      : 2026-12-01_11:40:00
+  rank      : 1 (local_rank: 1)
+  exitcode  : 1 (pid: 11)
+  traceback : Traceback (most recent call last):
+    FileNotFoundError: checkpoint-that-is-not-there.pt
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-12-01_11:40:00
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 10)
+  traceback : Traceback (most recent call last):
+    RuntimeError: Connection closed by peer [127.0.0.1]:56491. This is typically caused by a remote worker \
+crashing.
+============================================================
+"""
+
+
+def test_a_partner_failing_in_its_collective_does_not_hide_the_rank_that_crashed():
+    # torchrun may observe the partner's "closed by peer" first and call it the root cause
+    rank, traceback = distributed._failing_rank_report(SUMMARY)
+    assert rank == 1 and "FileNotFoundError" in traceback and "closed by peer" not in traceback
+
+
+def test_a_root_cause_of_its_own_is_kept():
+    own = re.sub(r"RuntimeError: Connection closed by peer.*", "ValueError: own bug", SUMMARY)
+    rank, traceback = distributed._failing_rank_report(own)
+    assert rank == 0 and "own bug" in traceback
