@@ -109,7 +109,7 @@ def _failing_rank_report(output: str) -> tuple[int | None, str]:
     candidates = []
     for rank, block in _summary_blocks(output):
         text = block if "Traceback" in block else _printed_traceback(output, rank)
-        candidates.append((rank, block if "Traceback" in block else (text or block)))
+        candidates.append((rank, text or block))
     if not candidates:
         match = _ROOT_CAUSE_RANK.search(output)
         rank = int(match.group(1)) if match else None
