@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "workspace": ("course.workspace:main", "fill or update your workspace (one notebook per chapter)"),
     "progress": ("course.progress:main", "which exercises of your workspace pass, fail, were never tried"),
     "grade": ("course.grade:main", "score a folder of submissions: gradebook.csv + feedback per student"),
+    "translate": ("course.i18n:main", "the Chinese edition: update/fill/status of locale/zh_CN/*.po"),
 }
 
 
