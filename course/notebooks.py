@@ -199,6 +199,11 @@ def _strip_papermill(notebook) -> None:
     notebook.metadata.pop("papermill", None)
 
 
+# No chapter cell takes near this long even on a busy 2-core machine; a kernel that hangs (it has
+# happened at a widget cell) fails the run after it instead of holding the machine for good.
+CELL_TIMEOUT = 3600
+
+
 def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | None = None,
             env: dict[str, str] | None = None) -> float:
     """Run one notebook with the course runner and return its run time in seconds.
@@ -220,11 +225,17 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
     # saved after every cell, so a failed run leaves its outputs up to the error here
     partial = ROOT / "_build" / "failed" / f"{py.stem}.{mode}.ipynb"
     try:
-        run = run_notebook(source, partial, parameters=params, env=env, cwd=py.parent)
+        run = run_notebook(source, partial, parameters=params, env=env, cwd=py.parent,
+                           cell_timeout=CELL_TIMEOUT)
     except papermill.PapermillExecutionError as error:
         raise SystemExit(
             f"{py.name}: {mode} run failed in cell {error.exec_count}: {error.ename}: {error.evalue}\n"
             f"The outputs up to the error are in {partial}; {target} was not changed."
+        ) from None
+    except TimeoutError as error:  # nbclient's CellTimeoutError
+        raise SystemExit(
+            f"{py.name}: {mode} run stopped: a cell ran longer than {CELL_TIMEOUT} s ({error}).\n"
+            f"The outputs up to it are in {partial}; {target} was not changed."
         ) from None
     partial.unlink(missing_ok=True)
     notebook = run.notebook
