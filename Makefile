@@ -1,7 +1,8 @@
 # Open Models Lab (开源模型实验课)
-#   make book   set up, then build the website from the executed notebooks (_build/html)
+#   make book   set up, then build the website from the executed notebooks (_build/html, Chinese: html/zh)
 #   make test   set up, then run every check CI runs
 #   make lab    set up, then open your workspace in JupyterLab (WORKSPACE=dir, SOLUTIONS=1 for solutions)
+#   make lab LANG=zh   the same in Chinese (中文版: workspace-zh/, JupyterLab in Chinese)
 #   make progress   which exercises of your workspace pass, fail, or were never tried
 #   make grade SUBMISSIONS=dir [CHAPTER=03]   score a class's notebooks: gradebook.csv + feedback (teachers)
 # Every target sets up what is missing first; a second run reuses .venv and is fast.
@@ -22,14 +23,17 @@ PYTEST_WORKERS ?= 2
 NB ?=
 # make sync FORCE=1: let the newer file of a pair win even where the older one has no committed copy
 FORCE ?=
+# make lab/student LANG=zh: the Chinese edition. Only LANG given on make's command line counts (the
+# shell's own LANG, e.g. zh_CN.UTF-8, is a locale setting and does not switch the course).
+EDITION_LANG := $(if $(filter command line,$(origin LANG)),$(if $(filter zh%,$(LANG)),zh_CN,),)
 # The learner's own copies of the chapters (git-ignored); SOLUTIONS=1 fills new ones with solutions.
-WORKSPACE ?= workspace
+WORKSPACE ?= $(if $(EDITION_LANG),workspace-zh,workspace)
 SOLUTIONS ?= 0
 # make grade: a folder with one folder or .ipynb per student; CHAPTER=03 (default: from the notebooks)
 SUBMISSIONS ?=
 CHAPTER ?=
 
-.PHONY: setup book test lab lab-course progress grade student execute sync check-notebooks bench lock clean
+.PHONY: setup book book-zh test lab lab-course progress grade student execute sync check-notebooks bench lock clean
 
 setup: $(INSTALLED) $(WEB_ASSETS) $(HUB_PROXY)
 
@@ -60,14 +64,25 @@ check-notebooks: setup
 book: check-notebooks
 	$(PY) -m course status _build/status.md
 	$(VENV)/bin/jupyter-book build . -W -n --keep-going
+	$(MAKE) --no-print-directory book-zh
 	@echo "website: open _build/html/index.html (serve it with '$(PY) -m http.server -d _build/html' for diagrams)"
+
+# The Chinese site (_build/html/zh): generated sources (_build/zh/src, see locale/README.md), built
+# with warnings as errors like the English one, then put beside it.
+book-zh: check-notebooks
+	test -f _build/status.md || $(PY) -m course status _build/status.md
+	$(PY) -m course translate build --out _build/zh/src
+	$(VENV)/bin/jupyter-book build _build/zh/src --path-output _build/zh -W -n --keep-going
+	rm -rf _build/html/zh && mkdir -p _build/html && cp -R _build/zh/_build/html _build/html/zh
+	@echo "Chinese website: _build/html/zh/index.html"
 
 test: setup
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile tests notebooks \
 		--nbval-lax --nbval-current-env --nbval-cell-timeout=300 -p no:cacheprovider
 
 lab: setup
-	$(PY) -m course lab --workspace "$(WORKSPACE)" $(if $(filter 1,$(SOLUTIONS)),--solutions,)
+	$(PY) -m course lab --workspace "$(WORKSPACE)" $(if $(filter 1,$(SOLUTIONS)),--solutions,) \
+		$(if $(EDITION_LANG),--language $(EDITION_LANG),)
 
 # For course authors: JupyterLab on the clone, chapters opened from their .py files.
 lab-course: setup
@@ -82,7 +97,7 @@ grade: setup
 	$(PY) -m course grade "$(SUBMISSIONS)" $(if $(CHAPTER),--chapter $(CHAPTER),)
 
 student: setup
-	$(PY) -m course student --out _build/student
+	$(PY) -m course student $(if $(EDITION_LANG),--language $(EDITION_LANG) --out _build/student-zh,--out _build/student)
 
 execute: setup
 	$(PY) -m course execute $(NB)

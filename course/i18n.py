@@ -53,8 +53,9 @@ class Source:
         return locale_dir(language) / folder / (self.path.stem + ".po")
 
 
-def book_sources(root: Path = ROOT) -> list[Source]:
+def book_sources(root: Path | None = None) -> list[Source]:
     """Every chapter and book page listed in _toc.yml, in the book's order."""
+    root = root or ROOT
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     files = [toc["root"]] + [
         entry["file"] for part in toc.get("parts", []) for entry in part.get("chapters", [])
@@ -276,7 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     fill = commands.add_parser("fill", help="fill empty messages from [[english, chinese], ...] drafts")
     fill.add_argument("drafts", nargs="+", type=Path, help="<stem>.json files (stem = catalog name)")
     commands.add_parser("status", help="translated / fuzzy / untranslated messages per file")
-    args = parser.parse_args(argv)
+    for sub in ("build", "check", "glossary"):  # the edition's own commands (course/i18n_build.py)
+        commands.add_parser(sub, help=_LATER[sub], add_help=False)
+    args, rest = parser.parse_known_args(argv)
     if args.command == "update":
         for source in book_sources():
             path, changed = update_catalog(source)
@@ -304,4 +307,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.relative_to(ROOT)}: {state['translated']}/{state['messages']} translated, "
                   f"{state['fuzzy']} fuzzy, {state['untranslated']} untranslated")
         return 0
-    return 2
+    from course import i18n_build  # noqa: PLC0415 (the edition's tools: imported when asked for)
+
+    return i18n_build.main([args.command, *rest])
+
+
+_LATER = {
+    "build": "write the Chinese book's sources (_build/zh/src): the edition in Chinese, the rest in English",
+    "check": "fail on an untranslated or fuzzy message, or code that differs, in the edition",
+    "glossary": "glossary terms used in an English cell whose Chinese term its translation lacks",
+}

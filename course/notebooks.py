@@ -29,8 +29,8 @@ from course.runner import run_notebook
 ROOT = Path(__file__).resolve().parent.parent
 META_KEY = "openmodelslab"
 SMOKE_LINE = 'SMOKE = os.environ.get("OML_SMOKE", "0") == "1"'
-# "[PASS]"/"[FAIL]" since issue 13; "✅"/"❌" in outputs saved before it
-FAIL_MARKS = ("[FAIL] Exercise", "❌ Exercise")
+# "[PASS]"/"[FAIL]" since issue 13; "✅"/"❌" in outputs saved before it; "练习" in the Chinese edition
+FAIL_MARKS = ("[FAIL] Exercise", "❌ Exercise", "[FAIL] 练习")
 
 
 def notebooks_dir() -> Path:

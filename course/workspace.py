@@ -14,7 +14,11 @@ What was written is remembered in ``.oml/workspace.json`` (hidden, like the
 progress log ``.oml/progress.jsonl``), by the SHA-256 of each file written: a
 notebook whose bytes are not one of those was touched by the learner.
 
-Usage: ``python -m course workspace|lab [--workspace DIR] [--solutions]``
+``--language zh_CN`` (``make lab LANG=zh``) makes the workspace from the Chinese edition
+(course/i18n_build.py: a chapter not yet translated comes in English, with a note) in its own
+folder (``workspace-zh/`` by default), and opens JupyterLab in Chinese.
+
+Usage: ``python -m course workspace|lab [--workspace DIR] [--solutions] [--language zh_CN]``
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ from pathlib import Path
 import nbformat
 
 from labutils.exercises import chapter_exercises
+from labutils.language import LANGUAGE_ENV_VAR, normalize
 from labutils.paths import ROOT_ENV_VAR, course_root
 from labutils.progress import MANIFEST, WORKSPACE_ENV_VAR, write_progress_page
 
 DEFAULT_WORKSPACE = "workspace"
+DEFAULT_WORKSPACES = {"en": DEFAULT_WORKSPACE, "zh": "workspace-zh"}
+LOCALES = {"en": "en", "zh": "zh_CN"}  # the language's name for JupyterLab, the kernel and the course
 UPDATED_SUFFIX = ".updated.ipynb"
 
 
@@ -42,26 +49,37 @@ def _student_notebook(notebook, name):
     return student_notebook(notebook, name)
 
 
-def chapter_sources(root: Path | None = None) -> list[Path]:
-    """The course's chapter notebooks, in order."""
+def chapter_sources(root: Path | None = None, language: str = "en") -> list[Path]:
+    """The course's chapter notebooks, in order (for "zh": the Chinese edition's, generated in _build/)."""
+    if normalize(language) == "zh":
+        from course.i18n_build import write_notebooks
+
+        return write_notebooks()
     return sorted(((root or course_root()) / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def _intro_cell(stem: str, edition: str):
+def _intro_cell(stem: str, edition: str, language: str = "en"):
     chapter = stem[:2]
-    what = "exercises blank" if edition == "student" else "with the course's solutions"
+    reveal = f'`from labutils.progress import reveal; reveal("{chapter}.1")`'
+    if normalize(language) == "zh":
+        what = "练习留空" if edition == "student" else "附课程的参考答案"
+        text = (f"*这是你的第 {chapter} 章副本（{what}）：随意编辑和保存，`make lab` 永远不会覆盖它。"
+                f"每次检查的结果都记在本文件夹的 `progress.html` 上。某道练习卡住了？{reveal} "
+                "会显示它的答案（并记为已查看）。*")
+    else:
+        what = "exercises blank" if edition == "student" else "with the course's solutions"
+        text = (f"*Your copy of chapter {chapter} ({what}): edit and save freely, `make lab` never "
+                f"overwrites it. Each check records its result on `progress.html` in this folder. Stuck on "
+                f"an exercise? {reveal} shows its solution (and marks it as revealed).*")
     return nbformat.v4.new_markdown_cell(
-        f"*Your copy of chapter {chapter} ({what}): edit and save freely, `make lab` never overwrites it. "
-        f"Each check records its result on `progress.html` in this folder. Stuck on an exercise? "
-        f'`from labutils.progress import reveal; reveal("{chapter}.1")` shows its solution '
-        "(and marks it as revealed).*",
-        metadata={"tags": ["workspace-note"]}, id="oml-workspace-note",  # a fixed id: same bytes each time
+        text, metadata={"tags": ["workspace-note"]}, id="oml-workspace-note",  # a fixed id: same bytes
     )
 
 
 def workspace_notebook(source: Path, edition: str = "student"):
     """The workspace copy of a course notebook: no outputs, no pairing, solutions stubbed unless asked."""
     notebook = nbformat.read(source, as_version=4)
+    language = notebook.metadata.get("openmodelslab", {}).get("language")  # the Chinese edition's
     if edition == "student":
         notebook = _student_notebook(notebook, source.name)
     else:
@@ -71,7 +89,9 @@ def workspace_notebook(source: Path, edition: str = "student"):
     for key in ("jupytext", "widgets", "papermill"):
         notebook.metadata.pop(key, None)
     notebook.metadata["openmodelslab"] = {"chapter": source.stem, "edition": edition}
-    notebook.cells.insert(0, _intro_cell(source.stem, edition))
+    if language:  # check() speaks the notebook's language (labutils.language)
+        notebook.metadata["openmodelslab"]["language"] = language
+    notebook.cells.insert(0, _intro_cell(source.stem, edition, language or "en"))
     return notebook
 
 
@@ -93,11 +113,13 @@ def _write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def prepare(workspace: Path, edition: str | None = None, root: Path | None = None) -> list[str]:
+def prepare(workspace: Path, edition: str | None = None, root: Path | None = None,
+            language: str | None = None) -> list[str]:
     """Create or bring up to date the workspace; return one message per thing that changed.
 
     ``edition`` ("student" or "solutions") applies to notebooks written from now on; by default
-    the workspace keeps the edition it was created with (student for a new one).
+    the workspace keeps the edition it was created with (student for a new one). So does
+    ``language`` ("en", or "zh_CN" for the Chinese edition; English for a new one).
     """
     root = (root or course_root()).resolve()
     workspace = Path(workspace).resolve()
@@ -108,10 +130,12 @@ def prepare(workspace: Path, edition: str | None = None, root: Path | None = Non
     edition = edition or manifest.get("edition", "student")
     if edition not in ("student", "solutions"):
         raise ValueError(f"edition must be 'student' or 'solutions', not {edition!r}")
+    language = normalize(language or manifest.get("language")) or "en"
     chapters = manifest.setdefault("chapters", {})
-    manifest.update({"version": 1, "edition": edition, "course_root": str(root)})
+    manifest.update({"version": 1, "edition": edition, "course_root": str(root),
+                     "language": LOCALES[language]})
     messages = []
-    for source in chapter_sources(root):
+    for source in chapter_sources(root, language):
         try:
             messages += _prepare_chapter(workspace, source, edition, chapters.setdefault(source.stem, {}))
         except Exception as error:  # noqa: BLE001 -- one unreadable chapter must not block the others
@@ -169,8 +193,13 @@ def _prepare_chapter(workspace: Path, source: Path, edition: str, entry: dict) -
              f"the new version is beside it as {updated.name}")]
 
 
-def lab_command(workspace: Path, root: Path | None = None, extra: list[str] | None = None):
+def lab_command(workspace: Path, root: Path | None = None, extra: list[str] | None = None,
+                language: str = "en"):
     """The ``jupyter lab`` command line and environment that open ``workspace``.
+
+    In Chinese (``language="zh_CN"``) Lab's own interface uses its zh-CN language pack (a default
+    setting from locale/zh_CN/jupyter/labconfig; the learner can still switch in the Settings menu),
+    and kernels get ``OML_LANG=zh_CN``.
 
     With Lab's root at the workspace, Jupytext's pairing from the clone's pyproject.toml (above the
     root, so never read) does not apply: saving a notebook writes that one .ipynb and nothing beside it.
@@ -183,6 +212,10 @@ def lab_command(workspace: Path, root: Path | None = None, extra: list[str] | No
         WORKSPACE_ENV_VAR: str(workspace),  # where check() records progress
         "JUPYTER_CONFIG_PATH": str(root / ".jupyter"),
     }
+    if normalize(language) == "zh":
+        env[LANGUAGE_ENV_VAR] = LOCALES["zh"]
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            [str(root / "locale" / "zh_CN" / "jupyter"), env["JUPYTER_CONFIG_PATH"]])
     argv = [str(Path(sys.executable).with_name("jupyter")), "lab", f"--ServerApp.root_dir={workspace}"]
     if hasattr(os, "getuid") and os.getuid() == 0:
         argv.append("--allow-root")
@@ -196,10 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--solutions", action="store_true",
                         help="write new notebooks with the course's solutions instead of blank exercises")
     parser.add_argument("--lab", action="store_true", help="then open JupyterLab in the workspace")
+    parser.add_argument("--language", default=None, choices=["en", "zh", "zh_CN"],
+                        help="the edition: en, or zh_CN for Chinese (default: the workspace's, else en)")
     args, extra = parser.parse_known_args(argv)
-    workspace = args.workspace or Path(os.environ.get(WORKSPACE_ENV_VAR) or course_root() / DEFAULT_WORKSPACE)
+    language = normalize(args.language)
+    default = DEFAULT_WORKSPACES[language or "en"]
+    workspace = args.workspace or Path(os.environ.get(WORKSPACE_ENV_VAR) or course_root() / default)
     try:
-        messages = prepare(workspace, "solutions" if args.solutions else None)
+        messages = prepare(workspace, "solutions" if args.solutions else None, language=language)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -207,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         print(message)
     print(f"workspace: {Path(workspace).resolve()} (progress: progress.html there, or `make progress`)")
     if args.lab:
-        command, env = lab_command(workspace, extra=extra)
+        recorded = _read_manifest(Path(workspace).resolve()).get("language", "en")
+        command, env = lab_command(workspace, extra=extra, language=recorded)
         os.execve(command[0], command, env)
     return 0
 

@@ -34,12 +34,22 @@ from typing import Any
 
 import numpy as np
 
+from labutils.language import language
+
 STRICT_ENV_VAR = "OML_STRICT_CHECKS"
 LOG_ENV_VAR = "OML_CHECK_LOG"
 TIMEOUT_ENV_VAR = "OML_CHECK_TIMEOUT"
 TIME_LIMIT_S = 120.0
 # Marks every common font has (an emoji tick renders as an empty box without an emoji font).
 PASS_MARK, FAIL_MARK = "[PASS]", "[FAIL]"
+# check()'s own words per edition (labutils.language decides which); the marks stay, so every
+# reader of saved outputs (course/notebooks.py FAIL_MARKS, the grader) parses both.
+WORDS = {
+    "en": {"passed": "{mark} Exercise {id} passed.",
+           "failed": "{mark} Exercise {id} not passed yet: {reason}", "hint": "   Hint: {hint}"},
+    "zh": {"passed": "{mark} 练习 {id} 通过。", "failed": "{mark} 练习 {id} 未通过：{reason}",
+           "hint": "   提示：{hint}"},
+}
 MAX_ITEMS = 100_000  # a generator answer is read up to this many items
 _MISSING = object()
 
@@ -408,12 +418,13 @@ def check(
         raise ValueError(f"check({exercise_id!r}, ...) needs expected=, shape= or test= to check against")
     reason = _evaluate(answer, expected, atol, rtol, shape, test)
     passed = reason is None
+    words = WORDS.get(language(), WORDS["en"])
     if passed:
-        _say(f"{PASS_MARK} Exercise {exercise_id} passed.")
+        _say(words["passed"].format(mark=PASS_MARK, id=exercise_id))
     else:
-        _say(f"{FAIL_MARK} Exercise {exercise_id} not passed yet: {reason}")
+        _say(words["failed"].format(mark=FAIL_MARK, id=exercise_id, reason=reason))
         if hint:
-            _say(f"   Hint: {hint}")
+            _say(words["hint"].format(hint=hint))
     log_path = os.environ.get(LOG_ENV_VAR)
     if log_path:
         try:

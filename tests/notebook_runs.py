@@ -13,8 +13,8 @@ from course.runner import CELL_TIMEOUT, run_notebook
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 IDS = [nb.stem for nb in NOTEBOOKS]
-# "[PASS]" since issue 13; "✅" in outputs saved before it
-PASSED = re.compile(r"(?:\[PASS\]|✅) Exercise (\S+) passed\.")
+# "[PASS]" since issue 13; "✅" in outputs saved before it; "[PASS] 练习 01.1 通过。" in Chinese
+PASSED = re.compile(r"(?:(?:\[PASS\]|✅) Exercise|\[PASS\] 练习) (\S+) (?:passed\.|通过。)")
 TIMINGS = ROOT / "_build" / "executed" / "timings.jsonl"  # summarised by conftest.py at the end
 
 

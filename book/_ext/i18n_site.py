@@ -1,0 +1,68 @@
+"""Both sites' language features: a link to the same page in the other language, and, on the Chinese
+site (built from _build/zh/src by course/i18n_build.py), English anchors for translated headings.
+
+- ``oml_language`` ("en" or "zh_CN"): the English site lives at ``_build/html/``, the Chinese one at
+  ``_build/html/zh/``; every page gets a link to its twin at the same path in the other site.
+- Anchors: ``myst_heading_slug_func = "i18n_site.heading_slug"`` makes ``## 反向传播`` keep the anchor of
+  the English ``## Backpropagation``, so links like ``03_cnn.ipynb#2-convolution`` (written once, in
+  English, and copied into translations) work in both sites, and the switch link keeps its place.
+  The pairs come from ``_i18n/headings.json`` (written with the sources: Chinese -> English title).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+
+OTHER = {  # our language -> (where the other site's root is, relative to ours; its label; its code)
+    "en": ("zh/", "中文", "zh-CN"),
+    "zh_CN": ("../", "English", "en"),
+}
+_STATE: dict = {"pairs": {}, "doc": None, "used": {}}
+
+
+def heading_slug(title: str) -> str:
+    """MyST's default slug of the English title this (translated) heading stands for."""
+    from myst_parser.mdit_to_docutils.base import default_slugify
+
+    pairs = _STATE["pairs"].get(_STATE["doc"], [])
+    used = _STATE["used"].setdefault(_STATE["doc"], set())
+    for index, (chinese, english) in enumerate(pairs):
+        if chinese == title and index not in used:  # two equal Chinese titles: take them in order
+            used.add(index)
+            return default_slugify(english)
+    return default_slugify(title)
+
+
+def _source_read(app, docname, source) -> None:
+    _STATE["doc"] = docname
+    _STATE["used"].pop(docname, None)
+
+
+def _load_pairs(app) -> None:
+    path = Path(app.srcdir) / "_i18n" / "headings.json"
+    _STATE["pairs"] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def switch_link(language: str, pagename: str) -> str:
+    """The HTML of the link from ``pagename`` to the same page in the other language."""
+    root, label, code = OTHER.get(language, OTHER["en"])
+    up = "../" * pagename.count("/")
+    href = f"{up}{root}{pagename}.html"
+    return (f'<p class="oml-language-switch"><a href="{escape(href)}" hreflang="{code}" lang="{code}">'
+            f"{label}</a></p>\n")
+
+
+def _add_switch(app, pagename, templatename, context, doctree) -> None:
+    if "body" in context and pagename not in ("genindex", "search"):
+        context["body"] = switch_link(app.config.oml_language, pagename) + context["body"]
+
+
+def setup(app):
+    app.add_config_value("oml_language", "en", "html")
+    app.connect("builder-inited", _load_pairs)
+    app.connect("source-read", _source_read)
+    app.connect("html-page-context", _add_switch)
+    # heading_slug follows the document being read: one at a time
+    return {"parallel_read_safe": False, "parallel_write_safe": True}
