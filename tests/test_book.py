@@ -1,4 +1,7 @@
-"""Build the website with warnings as errors, then open it in headless Chromium."""
+"""Build the website with warnings as errors, then open it in headless Chromium.
+
+Both sites: the English one (_build/html) and the Chinese one beside it (html/zh, from the sources
+course/i18n_build.py generates), as `make book` builds them."""
 
 from __future__ import annotations
 
@@ -35,19 +38,34 @@ def _toc_pages() -> list[str]:
     return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
 
 
-@pytest.fixture(scope="module")
-def site() -> Path:
-    shutil.rmtree(SITE_BUILD, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "course", "status", "_build/status.md"], cwd=ROOT, check=True)
+def _build_book(source: Path, out: Path) -> Path:
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run(
-        [str(jupyter_book), "build", ".", "-W", "-n", "--keep-going", "--path-output", str(SITE_BUILD)],
+        [str(jupyter_book), "build", str(source), "-W", "-n", "--keep-going", "--path-output", str(out)],
         cwd=ROOT, capture_output=True, text=True,
     )
     problems = [line for line in (result.stdout + result.stderr).splitlines()
                 if "WARNING" in line or "ERROR" in line]
     assert result.returncode == 0, "book build failed:\n" + "\n".join(problems or [result.stderr[-3000:]])
-    return SITE_BUILD / "_build" / "html"
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    shutil.rmtree(SITE_BUILD, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "course", "status", "_build/status.md"], cwd=ROOT, check=True)
+    return _build_book(ROOT, SITE_BUILD)
+
+
+@pytest.fixture(scope="module")
+def zh_site(site) -> Path:
+    """The Chinese site, put where the English pages' language links point: html/zh."""
+    sources = SITE_BUILD / "zh-src"
+    subprocess.run([sys.executable, "-m", "course", "translate", "build", "--out", str(sources)],
+                   cwd=ROOT, check=True)
+    html = _build_book(sources, SITE_BUILD / "zh")
+    shutil.copytree(html, site / "zh", dirs_exist_ok=True)
+    return site / "zh"
 
 
 @pytest.mark.book
@@ -57,7 +75,24 @@ def test_every_toc_page_is_built(site):
 
 
 @pytest.mark.book
-def test_pages_load_nothing_from_the_internet_and_every_local_asset_exists(site):
+def test_every_toc_page_is_built_in_chinese_with_a_link_to_its_english_twin(zh_site, site):
+    for page in _toc_pages():
+        chinese = zh_site / f"{page}.html"
+        assert chinese.exists(), f"zh/{page} was not built"
+        html = chinese.read_text(encoding="utf-8")
+        assert '<html lang="zh-CN"' in html, f"zh/{page} does not say it is Chinese"
+        for here, html_here in ((chinese, html), (site / f"{page}.html", None)):
+            html_here = html_here or here.read_text(encoding="utf-8")
+            link = re.search(r'class="oml-language-switch"><a href="([^"]+)"', html_here)
+            assert link, f"{here} has no link to the other language"
+            twin = (here.parent / link.group(1)).resolve()
+            assert twin.exists() and twin.name == f"{Path(page).name}.html", f"{here} links to {twin}"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("which", ["en", "zh"])
+def test_pages_load_nothing_from_the_internet_and_every_local_asset_exists(which, request):
+    site = request.getfixturevalue("site" if which == "en" else "zh_site")
     for page in _toc_pages():
         html_path = site / f"{page}.html"
         html = html_path.read_text(encoding="utf-8")
@@ -96,8 +131,12 @@ def server(site):
 @pytest.mark.parametrize("page, needs", [
     ("book/intro", ("math",)),
     ("notebooks/00_setup_and_tour", ("math", "widget", "diagram", "image")),
+    # the Chinese site: two chapters in the edition, and search in Chinese
+    ("zh/notebooks/00_setup_and_tour", ("math", "widget", "diagram", "image", "cjk")),
+    ("zh/notebooks/01_backpropagation", ("math", "image", "cjk")),
+    ("zh/search", ("search",)),
 ])
-def test_site_renders_in_chromium(server, page, needs):
+def test_site_renders_in_chromium(server, zh_site, page, needs):
     chromium = _chromium()
     if chromium is None:
         if os.environ.get("CI") == "true":
@@ -113,7 +152,8 @@ def test_site_renders_in_chromium(server, page, needs):
         tab.on("requestfailed", lambda r: failures.append(f"{r.url} ({r.failure})"))
         tab.on("response", lambda r: r.status >= 400 and failures.append(f"{r.url} -> HTTP {r.status}"))
         tab.on("pageerror", lambda e: str(e) in KNOWN_JS_ERRORS or errors.append(str(e)))
-        tab.goto(f"{server}/{page}.html", wait_until="load")
+        query = "?q=反向传播" if "search" in needs else ""
+        tab.goto(f"{server}/{page}.html{query}", wait_until="load")
         if "math" in needs:
             tab.wait_for_function("document.querySelectorAll('mjx-container').length > 0", timeout=30_000)
         if "widget" in needs:
@@ -123,9 +163,20 @@ def test_site_renders_in_chromium(server, page, needs):
         if "image" in needs:
             loaded = "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length"
             assert tab.evaluate(loaded) > 0
+        if "search" in needs:  # the index splits Chinese into words (jieba); a Chinese query finds them
+            tab.wait_for_selector("#search-results li a", timeout=30_000)
+            hits = tab.eval_on_selector_all("#search-results li a", "links => links.map(a => a.href)")
+            assert any("01_backpropagation" in h for h in hits), f"search for 反向传播 found {hits}"
         tab.wait_for_load_state("networkidle")
+        if "cjk" in needs:  # Chinese text is drawn with the course's own CJK font (oml-cjk.css)
+            tab.evaluate("document.fonts.ready")
+            faces = tab.evaluate("[...document.fonts].filter(f => f.family.includes('OML WenQuanYi'))"
+                                 ".map(f => f.status)")
+            assert "loaded" in faces, f"the course's CJK font was not used on {page}: {faces}"
+            assert "中文" not in tab.inner_text(".oml-language-switch")  # it links to English
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(SCREENSHOTS / f"{Path(page).name}.png"), full_page=True)
+        shot = ("zh-" if page.startswith("zh/") else "") + Path(page).name
+        tab.screenshot(path=str(SCREENSHOTS / f"{shot}.png"), full_page=True)
         browser.close()
     outside = [u for u in requests if not u.startswith(server) and not u.startswith("data:")]
     assert not outside, f"{page} requested from the internet: {outside}"
