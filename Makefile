@@ -70,7 +70,6 @@ book: check-notebooks
 # The Chinese site (_build/html/zh): generated sources (_build/zh/src, see locale/README.md), built
 # with warnings as errors like the English one, then put beside it.
 book-zh: check-notebooks
-	test -f _build/status.md || $(PY) -m course status _build/status.md
 	$(PY) -m course translate build --out _build/zh/src
 	$(VENV)/bin/jupyter-book build _build/zh/src --path-output _build/zh -W -n --keep-going
 	rm -rf _build/html/zh && mkdir -p _build/html && cp -R _build/zh/_build/html _build/html/zh

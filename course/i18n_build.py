@@ -305,9 +305,9 @@ def write_sources(out: Path = BUILD_DIR / "src", language: str = LANGUAGE,
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(ROOT / shared, target_is_directory=True)
     _write_font(out / FONT_DIR)
-    status = ROOT / "_build" / "status.md"  # book/status.md includes ../_build/status.md
-    if status.exists():
-        _write_if_changed(out / "_build" / "status.md", status.read_bytes())
+    from course.notebooks import status_table  # noqa: PLC0415
+
+    status_table(out / "_build" / "status.md")  # book/status.md includes ../_build/status.md
     return written
 
 
