@@ -105,7 +105,7 @@ def missing_terms(source: Source, terms: list[Term], language: str = LANGUAGE) -
 
 
 def exceptions(language: str = LANGUAGE) -> dict[str, dict[str, str]]:
-    """{stem: {glossary English: why the translation is right without the term}}."""
+    """{stem: {glossary English (or "*": every term): why the translation is right without it}}."""
     path = i18n.locale_dir(language) / "glossary-exceptions.yml"
     return (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
 
@@ -118,7 +118,8 @@ def report(language: str = LANGUAGE) -> tuple[list[str], list[str]]:
         if source.path == GLOSSARY:
             continue  # the glossary's rows are the terms themselves
         for item in missing_terms(source, terms, language):
-            why = explained_terms.get(item.stem, {}).get(item.term.english[0])
+            reasons = explained_terms.get(item.stem, {})
+            why = reasons.get(item.term.english[0]) or reasons.get("*")  # "*": the whole page
             line = f"{item.stem} {item.where}: {item.term.row} (no {' / '.join(item.term.chinese)})"
             (explained if why else open_lines).append(line + (f" -- {why}" if why else ""))
     return open_lines, explained

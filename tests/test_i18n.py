@@ -272,6 +272,6 @@ def test_glossary_explanations_name_real_terms_and_chapters():
     stems = {s.path.stem for s in i18n.book_sources()}
     for stem, reasons in i18n_glossary.exceptions().items():
         assert stem in stems, f"glossary-exceptions.yml: {stem!r} is not a chapter or page"
-        unknown = set(reasons) - terms
+        unknown = set(reasons) - terms - {"*"}
         assert not unknown, f"glossary-exceptions.yml, {stem}: {unknown} are not book/glossary.md terms"
         assert all(isinstance(why, str) and why.strip() for why in reasons.values())
