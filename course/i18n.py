@@ -54,7 +54,8 @@ class Source:
 
 
 def book_sources(root: Path | None = None) -> list[Source]:
-    """Every chapter and book page listed in _toc.yml, in the book's order."""
+    """Every chapter and book page listed in _toc.yml that exists, in the book's order (one listed
+    but not yet written is skipped here: the book's own build reports it)."""
     root = root or ROOT
     toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
     files = [toc["root"]] + [
@@ -66,7 +67,7 @@ def book_sources(root: Path | None = None) -> list[Source]:
             found.append(Source(root / f"{name}.ipynb", "notebook"))
         else:
             found.append(Source(root / f"{name}.md", "page"))
-    return found
+    return [source for source in found if source.path.exists()]
 
 
 # --- segmentation ---------------------------------------------------------------------------

@@ -238,11 +238,25 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     temporary.replace(path)
 
 
-def _toc(config: dict) -> str:
+def _title(made: Generated) -> str | None:
+    if made.source.kind == "notebook":
+        text = next((c.source for c in made.content.cells if c.cell_type == "markdown"), "")
+    else:
+        text = made.content
+    found = headings(text)
+    return found[0][1] if found else None
+
+
+def _toc(config: dict, written: list[Generated]) -> str:
+    """The English table of contents with Chinese captions; a page still in English says so."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     captions = config.get("captions") or {}
+    english = {Path(m.source.rel).with_suffix("").as_posix(): _title(m) for m in written if not m.translated}
     for part in toc.get("parts", []):
         part["caption"] = captions.get(part.get("caption"), part.get("caption"))
+        for entry in part.get("chapters", []):
+            if english.get(entry.get("file")):
+                entry["title"] = f"{english[entry['file']]}（英文）"
     return yaml.safe_dump(toc, allow_unicode=True, sort_keys=False)
 
 
@@ -297,7 +311,7 @@ def write_sources(out: Path = BUILD_DIR / "src", language: str = LANGUAGE,
     headings_map = {Path(m.source.rel).with_suffix("").as_posix(): m.headings for m in written}
     _write_if_changed(out / HEADINGS_FILE, json.dumps(headings_map, ensure_ascii=False, indent=1).encode())
     _write_if_changed(out / "_config.yml", _book_config(config, language).encode("utf-8"))
-    _write_if_changed(out / "_toc.yml", _toc(config).encode("utf-8"))
+    _write_if_changed(out / "_toc.yml", _toc(config, written).encode("utf-8"))
     for shared in LINKED:
         link = out / shared
         if not link.is_symlink():

@@ -3,6 +3,7 @@
 import nbformat
 import polib
 import pytest
+import yaml
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from course import i18n
@@ -275,3 +276,14 @@ def test_glossary_explanations_name_real_terms_and_chapters():
         unknown = set(reasons) - terms - {"*"}
         assert not unknown, f"glossary-exceptions.yml, {stem}: {unknown} are not book/glossary.md terms"
         assert all(isinstance(why, str) and why.strip() for why in reasons.values())
+
+
+def test_the_chinese_table_of_contents_marks_pages_still_in_english():
+    chapter = next(s for s in i18n.book_sources() if s.kind == "notebook")
+    toc = yaml.safe_load(i18n_build._toc(i18n_build.site_config(), [i18n_build.generate(chapter, False)]))
+    captions = [part["caption"] for part in toc["parts"]]
+    assert captions[:3] == ["入门", "章节", "参考"]
+    entries = {e["file"]: e for part in toc["parts"] for e in part["chapters"]}
+    english = entries[f"notebooks/{chapter.path.stem}"]
+    assert english["title"].endswith("（英文）") and english["title"].startswith(chapter.path.stem[:2])
+    assert sum("title" in e for e in entries.values()) == 1
