@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -233,7 +234,7 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     if path.exists() and path.read_bytes() == data:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # two test workers may write at once
     temporary.write_bytes(data)
     temporary.replace(path)
 
@@ -321,7 +322,9 @@ def write_sources(out: Path = BUILD_DIR / "src", language: str = LANGUAGE,
     _write_font(out / FONT_DIR)
     from course.notebooks import status_table  # noqa: PLC0415
 
-    status_table(out / "_build" / "status.md")  # book/status.md includes ../_build/status.md
+    status = out / "_build" / f"status.{os.getpid()}.tmp"
+    status_table(status)
+    status.replace(out / "_build" / "status.md")  # book/status.md includes ../_build/status.md
     return written
 
 
@@ -341,7 +344,9 @@ def _write_font(static: Path) -> None:
         from fontTools.ttLib import TTCollection  # noqa: PLC0415 (matplotlib's dependency)
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        TTCollection(str(collection)).fonts[0].save(str(target))
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        TTCollection(str(collection)).fonts[0].save(str(temporary))
+        temporary.replace(target)
     _write_if_changed(static / "oml-cjk.css", FONT_CSS.format(family=FONT_FAMILY).encode("utf-8"))
 
 
