@@ -8,9 +8,10 @@ Code cells are the same in both editions, so the language is never in the code. 
    submission's metadata), else
 3. English.
 
-Example:
-    >>> import os; os.environ["OML_LANG"] = "zh_CN"
+Example (in a kernel of ``make lab LANG=zh``, where ``OML_LANG=zh_CN``):
     >>> language()
+    'zh'
+    >>> normalize("zh_CN.UTF-8")
     'zh'
 """
 
