@@ -31,11 +31,52 @@ class Run:
     seconds: float
 
 
+POLL_SLICE = 1.0  # seconds: the longest a missed wake-up can delay a message (see _PollingChannel)
+
+
+def _polling_client_class():
+    """A kernel client whose shell and IOPub channels never sleep through a message.
+
+    A run could hang for good at an ``ipywidgets.interact`` cell with both sides idle: the kernel
+    had replied, but the runner's asyncio wait on the ZMQ socket was never woken (nbclient issue
+    #312; ZMQ's file descriptor signals edges, so a wake-up can be lost). These channels wait in
+    slices of ``POLL_SLICE`` seconds and look at the socket itself (``poll(0)`` is a real zmq_poll)
+    after each slice, so a message that is there is always read.
+    """
+    from queue import Empty
+
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from traitlets import Type
+
+    class _PollingChannel(AsyncZMQSocketChannel):
+        async def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                if await self.socket.poll(0):
+                    return await self._recv()
+                left = POLL_SLICE if deadline is None else deadline - time.monotonic()
+                if left <= 0:
+                    raise Empty
+                await self.socket.poll(int(1000 * min(POLL_SLICE, left)))
+
+    class PollingKernelClient(AsyncKernelClient):
+        shell_channel_class = Type(_PollingChannel)
+        iopub_channel_class = Type(_PollingChannel)
+
+    return PollingKernelClient
+
+
 def _kernel_manager(extra_env: dict[str, str]):
     """A kernel manager class whose kernels start with ``os.environ`` plus ``extra_env``."""
     from jupyter_client.manager import AsyncKernelManager
 
+    client_class = _polling_client_class()
+
     class KernelManagerWithEnv(AsyncKernelManager):
+        def _client_factory_default(self) -> type:
+            return client_class
+
         async def start_kernel(self, **kw: Any) -> None:
             kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra_env}
             await super().start_kernel(**kw)
