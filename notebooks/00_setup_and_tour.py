@@ -25,12 +25,32 @@
 #
 # **Prerequisites:** Python and a little NumPy. **Run time:** under a minute on a laptop CPU.
 
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("00")
+
 # %% [markdown]
 # ## Parameters
 #
-# Every chapter starts with a cell like this one (tagged `parameters`, so
-# papermill can override it). `SMOKE = True` makes a quick run on small data;
-# the test suite sets it through the `OML_SMOKE` environment variable.
+# Every chapter starts with the same two code cells. The one above installs
+# the course when the notebook runs on Google Colab and does nothing anywhere
+# else (`labutils.colab` explains what it installs). The one below is tagged
+# `parameters`, so papermill can override it: `SMOKE = True` makes a quick run
+# on small data, and the test suite sets it through the `OML_SMOKE` environment
+# variable.
 
 # %% tags=["parameters"]
 import os

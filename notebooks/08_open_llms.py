@@ -33,6 +33,23 @@
 # minute of it for the LoRA fine-tuning; the first cell after the imports prints how long
 # loading the model took on your machine.
 
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("08")
+
 # %% [markdown]
 # ## Parameters
 #

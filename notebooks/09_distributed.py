@@ -41,6 +41,23 @@
 # (nccl, one GPU per process) is in the scripts and the commands to use it are
 # in section 9, but its numbers are the simulator's predictions, not measurements.
 
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("09")
+
 # %% [markdown]
 # ## Parameters
 #
