@@ -68,10 +68,11 @@ book: check-notebooks
 	@echo "website: open _build/html/index.html (serve it with '$(PY) -m http.server -d _build/html' for diagrams)"
 
 # The Chinese site (_build/html/zh): generated sources (_build/zh/src, see locale/README.md), built
-# with warnings as errors like the English one, then put beside it.
+# with warnings as errors like the English one, then put beside it. --all: a page whose title changed
+# (newly translated) changes every page's navigation, which an incremental build leaves stale.
 book-zh: check-notebooks
 	$(PY) -m course translate build --out _build/zh/src
-	$(VENV)/bin/jupyter-book build _build/zh/src --path-output _build/zh -W -n --keep-going
+	$(VENV)/bin/jupyter-book build _build/zh/src --path-output _build/zh -W -n --keep-going --all
 	rm -rf _build/html/zh && mkdir -p _build/html && cp -R _build/zh/_build/html _build/html/zh
 	@echo "Chinese website: _build/html/zh/index.html"
 
@@ -104,8 +105,9 @@ execute: setup
 sync: setup
 	$(PY) -m course sync $(if $(filter 1,$(FORCE)),--force,)
 
+# make bench SMOKE_RUNS=1: also time every chapter's smoke run (about 10 minutes more)
 bench: setup
-	$(PY) -m course bench
+	$(PY) -m course bench $(if $(filter 1,$(SMOKE_RUNS)),--smoke-runs,)
 
 lock: setup
 	{ head -n 2 requirements-lock.txt; $(PY) -m pip freeze --exclude-editable \
