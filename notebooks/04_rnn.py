@@ -33,8 +33,25 @@
 #
 # **Prerequisites:** [01 · Backpropagation](01_backpropagation.ipynb) (the chain
 # rule, vanishing gradients, Adam); [02 · Cross-entropy](02_cross_entropy.ipynb)
-# (the classification loss). **Run time:** about 5 minutes on a 2-core laptop
+# (the classification loss). **Run time:** about 6 minutes on a 2-core laptop
 # CPU (under a minute with `SMOKE = True`); the last cell prints this run's.
+
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("04")
 
 # %% [markdown]
 # ## Parameters
@@ -57,7 +74,7 @@ EMBED_DIM, HIDDEN = 64, 64
 LEARNING_RATE = 3e-3
 PAIR_MIN_COUNT = 3         # a character pair needs this many occurrences to get its own embedding
 INIT_STDS = (1.0, 0.1)     # embedding init scales compared (1.0 is nn.Embedding's default)
-LM_STEPS = 600             # training steps of the character language model
+LM_STEPS = 400             # training steps of the character language model
 LM_SEQ_LEN, LM_BATCH = 64, 32
 TORCH_THREADS = 1          # small sequential models: one thread, unharmed by other programs on the cores
 
@@ -442,7 +459,7 @@ assert len(both) > 0
 #   (the counts above) repeat a text that appeared earlier. If we split the raw
 #   lines into train and test at random, a repeated review can land on both
 #   sides, and the test score partly measures *memory*, not generalisation:
-#   **test leakage** (数据泄漏).
+#   **data leakage** (数据泄漏) into the test set.
 # - **Contradictory labels** (标签矛盾): some texts sit in both files. No model
 #   can get both copies right; they are pure label noise.
 #
@@ -559,7 +576,7 @@ assert unknown_share < (0.01 if not SMOKE else 0.03)
 # `pad_sequence` pads a list of sequences to the longest one in the batch. We
 # keep the true lengths next to the padded tensor: the model needs them to
 # ignore the padding. Reviews vary a lot in length (the histogram above), so
-# a random batch is mostly padding. **Bucketing** (分桶) wastes far less:
+# a random batch is mostly padding. **Length bucketing** (按长度分桶) wastes far less:
 # draw the reviews in random order, take them 50 batches' worth at a time,
 # sort each such chunk by length and cut it into batches, then shuffle the
 # batches. Each epoch draws a new order, so the batches differ from epoch to
@@ -699,8 +716,8 @@ torch.testing.assert_close(last_valid_step(out, lengths), alone, atol=1e-5, rtol
 torch.testing.assert_close(h_packed[0], alone, atol=1e-5, rtol=1e-4)
 
 # %% [markdown]
-# So the fixed `forward` is `self.fc(last_valid_step(out, lengths))`, or,
-# simpler and faster, pack the batch and use `h_n`. Two smaller points about
+# So the fixed `forward` is `self.fc(last_valid_step(out, lengths))`, or
+# pack the batch and use `h_n`. Two smaller points about
 # the seed's code: `BCEWithLogitsLoss` wants float labels shaped like the
 # logits, `(batch, 1)`; and a plain `nn.RNN` over reviews of 100+ characters
 # suffers exactly the vanishing gradients of section 2.
@@ -734,7 +751,13 @@ assert encode_with_pairs("质量很好")[:, 0].tolist() == encode("质量很好"
 
 # %% [markdown]
 # Then the review is read by a GRU in both directions (**bidirectional**,
-# 双向: one GRU left to right, one right to left) over the packed sequence.
+# 双向: one GRU left to right, one right to left). Packing (section 5) is one
+# way to keep the padding out of both; here is another, which the next cell
+# shows gives the same numbers, faster. The left-to-right GRU reads the padded
+# batch as it is: the padding comes *after* each review, so no valid step
+# ever sees it, and its final state is read at `length - 1` with
+# `last_valid_step`. The right-to-left GRU reads each review reversed *within
+# its length* (the padding stays at the end), so the same holds for it.
 # Two summaries of the review go to the linear layer that gives two logits
 # (negative, positive) for the cross-entropy loss of chapter 02: the two
 # final states, and the **maximum over time** (最大池化) of every output
@@ -745,6 +768,14 @@ assert encode_with_pairs("质量很好")[:, 0].tolist() == encode("质量很好"
 # `nn.Embedding`'s default, $\mathcal{N}(0, 1)$.
 
 # %%
+def reverse_within_length(x, lengths):
+    """Reverse the first lengths[b] steps of each row of x (batch, time, features); padding stays put."""
+    steps = torch.arange(x.shape[1], device=x.device)
+    lengths = lengths.to(x.device)[:, None]
+    index = torch.where(steps < lengths, lengths - 1 - steps, steps)
+    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+
+
 class ReviewClassifier(nn.Module):
     def __init__(self, vocab_size, pair_vocab_size, embed_dim, hidden, dropout=0.3, init_std=None):
         super().__init__()
@@ -754,17 +785,69 @@ class ReviewClassifier(nn.Module):
             for table in (self.embedding, self.pair_embedding):
                 nn.init.normal_(table.weight, std=init_std)
                 table.weight.data[PAD] = 0
-        self.gru = nn.GRU(embed_dim, hidden, batch_first=True, bidirectional=True)
+        self.left_to_right = nn.GRU(embed_dim, hidden, batch_first=True)
+        self.right_to_left = nn.GRU(embed_dim, hidden, batch_first=True)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(4 * hidden, 2)
 
+    def summarize(self, x, lengths):
+        """(batch, time, embed) -> (batch, 4 hidden): both final states, then the max over time."""
+        forward_out, _ = self.left_to_right(x)
+        backward_out, _ = self.right_to_left(reverse_within_length(x, lengths))
+        finals = [last_valid_step(out, lengths) for out in (forward_out, backward_out)]
+        is_pad = torch.arange(x.shape[1], device=x.device) >= lengths.to(x.device)[:, None]
+        out = torch.cat([forward_out, backward_out], dim=-1).masked_fill(is_pad[..., None], float("-inf"))
+        return torch.cat(finals + [out.max(dim=1).values], dim=-1)    # a max does not care about order
+
     def forward(self, ids, lengths):
         x = self.dropout(self.embedding(ids[..., 0]) + self.pair_embedding(ids[..., 1]))
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, h_n = self.gru(packed)                     # h_n: (2 directions, batch, hidden)
-        out, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))  # padding never wins
-        summary = torch.cat([h_n[0], h_n[1], out.max(dim=1).values], dim=-1)
-        return self.head(self.dropout(summary))
+        return self.head(self.dropout(self.summarize(x, lengths)))
+
+
+# %% [markdown]
+# Check it against `nn.GRU(bidirectional=True)` on the packed batch, with the
+# same weights, on the longest batch (where the padding matters least, the
+# speed most), and time one forward and backward pass of each:
+
+# %%
+def packed_summary(bigru, x, lengths):
+    out, h_n = bigru(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))
+    out, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))  # padding never wins
+    return torch.cat([h_n[0], h_n[1], out.max(dim=1).values], dim=-1)
+
+
+torch.manual_seed(SEED)
+reader = ReviewClassifier(len(itos), 10, EMBED_DIM, HIDDEN)
+bigru = nn.GRU(EMBED_DIM, HIDDEN, batch_first=True, bidirectional=True)
+with torch.no_grad():
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        getattr(reader.left_to_right, name).copy_(getattr(bigru, name))
+        getattr(reader.right_to_left, name).copy_(getattr(bigru, name + "_reverse"))
+ids, lengths, _ = max(train_batches, key=lambda batch: batch[0].shape[1])              # the longest batch
+x = reader.embedding(ids).detach().requires_grad_()
+torch.testing.assert_close(reader.summarize(x, lengths), packed_summary(bigru, x, lengths))
+step_seconds = {}
+for name, read in (("packed nn.GRU", lambda: packed_summary(bigru, x, lengths)),
+                   ("two GRUs, no packing", lambda: reader.summarize(x, lengths))):
+    start = time.perf_counter()
+    for _ in range(3):
+        read().sum().backward()
+    step_seconds[name] = (time.perf_counter() - start) / 3
+speedup = step_seconds["packed nn.GRU"] / step_seconds["two GRUs, no packing"]
+print(f"batch of {ids.shape[0]} reviews x {ids.shape[1]} characters: same summaries as the packed nn.GRU; "
+      "forward + backward " + ", ".join(f"{s:.2f} s ({name})" for name, s in step_seconds.items()))
+print(f"without packing: {speedup:.1f}x faster")
+if not SMOKE:
+    assert speedup > 1.3, step_seconds
+
+# %% [markdown]
+# Same numbers, and faster. Why? On the CPU, PyTorch's GRU steps through a
+# packed batch by slicing one time step out of it at a time, and in the
+# backward pass each slice's gradient is first written into a zero tensor as
+# large as the whole batch: one full-size write per time step, a cost that
+# grows with the *square* of the length. On padded input it splits the
+# batch into steps once. Measure before you trust "packing is faster": it
+# skips the padding, but bucketing has already removed most of that.
 
 
 # %%
@@ -820,7 +903,9 @@ assert embedding_params / total_params > 0.9 and abs(row_norm - math.sqrt(EMBED_
 # changing only the initial scale of the embeddings, and watch the
 # **validation** accuracy after every epoch. The learning rate decays
 # linearly (线性衰减) from `LEARNING_RATE` to 0 over the `EPOCHS` epochs of a
-# run, and the gradient is clipped to norm 1 (section 2). We keep the
+# run, and the gradient is clipped to norm 1 (section 2); Adam runs `fused`
+# (the same update in one pass over the 2.7 million numbers instead of
+# several, which matters when most of them are embeddings). We keep the
 # weights of the epoch with the best validation accuracy (**early stopping**,
 # 早停), never looking at the test set.
 
@@ -829,7 +914,7 @@ def train_classifier(model, seed, live, tag, optimizer=None, before_epoch=None):
     """EPOCHS epochs of Adam on the training reviews; returns the validation curve and the best epoch's weights."""
     seed_everything(seed)
     model = model.to(device)
-    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, fused=True)
     steps_per_epoch = math.ceil(len(train_encoded) / BATCH_SIZE)
     scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, 0.0, total_iters=EPOCHS * steps_per_epoch)
     generator, curve, best = torch.Generator().manual_seed(seed), [], None
@@ -937,7 +1022,7 @@ for seed, result in chosen.items():
 # ### Held-out accuracy and F1, once
 #
 # Now, once per seed, the test set, with the weights of each run's best
-# validation epoch. Besides accuracy we report the **F1 score** (F1 值) of
+# validation epoch. Besides accuracy we report the **F1 score** (F1 分数) of
 # the positive class, the harmonic mean of precision (精确率, how many reviews
 # called positive are) and recall (召回率, how many positive reviews were
 # found): $F_1 = 2PR/(P+R)$. With $n = 3{,}000$ test reviews, an accuracy $p$
@@ -1133,7 +1218,7 @@ print(f"held-out loss per character: GRU {held_out_loss:.2f} nats (perplexity {m
       f"unigram {unigram_loss:.2f} (perplexity {math.exp(unigram_loss):.0f}); uniform {math.log(len(itos)):.2f}")
 assert held_out_loss < (unigram_loss - 0.5 if not SMOKE else math.log(len(itos)))
 if not SMOKE:
-    assert 4.0 <= held_out_loss <= 5.4, held_out_loss
+    assert 4.0 <= held_out_loss <= 5.6, held_out_loss
 
 # %% [markdown]
 # ### Sampling with a temperature (温度)
@@ -1208,10 +1293,10 @@ assert entropies[0] < entropies[1] < entropies[2]
 # ones stay frozen, then everything, the copied layers with a smaller
 # learning rate (discriminative learning rates, 分层学习率) so the fine-tuning
 # does not wipe out what was pretrained. Here the copied parts are the
-# character embedding and the forward direction of the GRU (the language
-# model reads left to right); the pair embedding starts at zero, so at the
-# first step the forward GRU sees exactly the inputs it was pretrained on,
-# and the backward GRU and the head start fresh. Same seed, same batches,
+# character embedding and the left-to-right GRU (the language model reads
+# left to right too); the pair embedding starts at zero, so at the first
+# step that GRU sees exactly the inputs it was pretrained on, and the
+# right-to-left GRU and the head start fresh. Same seed, same batches,
 # same number of epochs as the runs of section 6; the epoch is again chosen
 # on validation.
 
@@ -1222,16 +1307,15 @@ def classifier_from_language_model(lm, seed):
     with torch.no_grad():
         model.embedding.weight.copy_(lm.embedding.weight)
         model.pair_embedding.weight.zero_()
-        for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
-            getattr(model.gru, name).copy_(getattr(lm.gru, name))     # the forward direction
-    copied = [model.embedding.weight] + [getattr(model.gru, n) for n in
-                                         ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    model.left_to_right.load_state_dict(lm.gru.state_dict())       # the same GRU shape, reading the same way
+    copied = [model.embedding.weight, *model.left_to_right.parameters()]
     return model, copied
 
 
 transferred, copied = classifier_from_language_model(language_model, SEED)
 fresh = [p for p in transferred.parameters() if all(p is not c for c in copied)]
-optimizer = torch.optim.Adam([{"params": copied, "lr": LEARNING_RATE / 3}, {"params": fresh}], lr=LEARNING_RATE)
+optimizer = torch.optim.Adam([{"params": copied, "lr": LEARNING_RATE / 3}, {"params": fresh}],
+                             lr=LEARNING_RATE, fused=True)
 
 
 def unfreeze_after_first_epoch(epoch):
@@ -1252,15 +1336,25 @@ low, high = binomial_interval(transfer_acc, len(test_labels))
 transfer_gap = transfer_acc - accs.mean()
 print(f"test accuracy with transfer: {transfer_acc:.1%} (95% interval {low:.1%} to {high:.1%}); "
       f"from scratch: {accs.mean():.1%} (mean of {len(accs)} seeds, {accs.min():.1%} to {accs.max():.1%})")
-verdict = "inside" if accs.min() - 0.005 <= transfer_acc <= accs.max() + 0.005 else "outside"
-print(f"difference {100 * transfer_gap:+.1f} points: {verdict} the seed-to-seed spread of training from scratch")
+half_width = (high - low) / 2
+where = ("below the lowest" if transfer_acc < accs.min() else "above the highest" if transfer_acc > accs.max()
+         else "inside the range")
+print(f"difference from the mean {100 * transfer_gap:+.1f} points: {where} of the {len(accs)} "
+      f"from-scratch seeds "
+      f"(by {100 * max(accs.min() - transfer_acc, transfer_acc - accs.max(), 0):.1f} points), "
+      f"{'within' if abs(transfer_gap) <= half_width else 'beyond'} the ±{100 * half_width:.1f}-point "
+      "95% interval of one test accuracy")
 if not SMOKE:
     assert 0.78 <= transfer_acc <= 0.88 and abs(transfer_gap) <= 0.05, (transfer_acc, transfer_gap)
+    assert transfer_acc <= accs.max(), "the text below says transfer does not beat the best seed from scratch"
 
 # %% [markdown]
-# Read the two lines above as they are: this is one run, and the difference
-# is to be compared with the spread of the seeds and the ±1.3-point interval
-# of a test accuracy. With a language model this small, trained for
+# Read the two lines above as they are. Transfer does not beat training
+# from scratch on this run: its test accuracy is no higher than the best of
+# the three seeds (the cell checks it), and the second line places it
+# exactly, against the range of the seeds and against the ±1.3-point 95%
+# interval of one test accuracy. It is also one run, one draw like one seed.
+# With a language model this small, trained for
 # `LM_STEPS` steps on the same 13,000 reviews the classifier sees anyway,
 # there is little for transfer to add: pretraining pays when the language
 # model reads far more text than the labelled set holds, which is what BERT
@@ -1478,9 +1572,9 @@ check("04.4", lambda: predicted_gradient_ratio(), expected=measured_norms[-1] / 
 # vanishing gradient / 梯度消失 · exploding gradient / 梯度爆炸 · gradient clipping / 梯度裁剪 ·
 # long short-term memory / 长短期记忆网络 · gated recurrent unit / 门控循环单元 · gate / 门 ·
 # forget gate / 遗忘门 · cell state / 细胞状态 · bidirectional RNN / 双向循环神经网络 ·
-# padding / 填充 · bucketing / 分桶 · packed sequence / 打包序列 · vocabulary / 词表 · test leakage / 数据泄漏 ·
-# validation set / 验证集 · early stopping / 早停 · confusion matrix / 混淆矩阵 ·
-# F1 score / F1 值 · character pair / 字符二元组 · embedding / 嵌入 · max pooling over time / 最大池化 ·
+# padding / 填充 · length bucketing / 按长度分桶 · packed sequence / 打包序列 · vocabulary / 词表 ·
+# data leakage / 数据泄漏 · validation set / 验证集 · early stopping / 早停 · confusion matrix / 混淆矩阵 ·
+# F1 score / F1 分数 · character pair / 字符二元组 · embedding / 嵌入 · max pooling over time / 最大池化 ·
 # dropout / 随机失活 · linear decay / 线性衰减 · transfer learning / 迁移学习 · gradual unfreezing / 逐层解冻 ·
 # language model / 语言模型 · temperature / 温度 · perplexity / 困惑度.
 # (Seed article 000 writes 递归神经网络 for RNN; that name usually means a *recursive*
