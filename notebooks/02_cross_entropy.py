@@ -28,6 +28,23 @@
 # neuron and its gradient); chapter 01 (backpropagation) helps but is not required.
 # **Run time:** about a minute on a 2-core laptop CPU (under half a minute with `SMOKE = True`).
 
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("02")
+
 # %% [markdown]
 # ## Parameters
 #
