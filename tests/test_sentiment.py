@@ -68,15 +68,17 @@ def test_fine_tune_learns_a_separable_task(tokenizer):
     rotten = ["awful", "a dull mess", "boring", "bad"]
     texts = fresh * 4 + rotten * 4
     labels = torch.tensor([1] * 16 + [0] * 16)
-    model = tiny_model()
+    model = tiny_model()  # random word vectors, not pretrained ones: they must be trained here
     losses = sentiment.fine_tune(model, tokenizer, texts, labels, epochs=6, batch_size=8,
-                                 encoder_lr=3e-3, head_lr=3e-2, progress=False)
+                                 encoder_lr=3e-3, head_lr=3e-2, train_word_embeddings=True, progress=False)
     assert len(losses) == 6 * 4 and not model.training
+    assert model.get_input_embeddings().weight.requires_grad  # as it came
     assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4])
     assert ((sentiment.fresh_probability(texts, tokenizer, model) > 0.5).long() == labels).all()
     again = tiny_model()
     assert sentiment.fine_tune(again, tokenizer, texts, labels, epochs=6, batch_size=8, encoder_lr=3e-3,
-                               head_lr=3e-2, progress=False) == losses  # same seed, same run
+                               head_lr=3e-2, train_word_embeddings=True,
+                               progress=False) == losses  # same seed, same run
     with pytest.raises(ValueError, match="as many labels"):
         sentiment.fine_tune(model, tokenizer, texts, labels[:-1], progress=False)
 
@@ -144,7 +146,7 @@ def test_chapter_hyper_parameters_are_the_library_defaults():
                 if p.default is not inspect.Parameter.empty}
     pairs = {"EPOCHS": "epochs", "BATCH_SIZE": "batch_size", "ENCODER_LR": "encoder_lr", "HEAD_LR": "head_lr",
              "WARMUP_SHARE": "warmup_share", "WEIGHT_DECAY": "weight_decay", "CLIP_NORM": "clip_norm",
-             "SEED": "seed", "PRECISION": "precision"}
+             "SEED": "seed", "PRECISION": "precision", "TRAIN_WORD_EMBEDDINGS": "train_word_embeddings"}
     chapter_values = {chapter: params[chapter] for chapter in pairs}
     assert chapter_values == {chapter: defaults[lib] for chapter, lib in pairs.items()}
     assert params["MAX_LEN"] == sentiment.MAX_LEN
@@ -267,3 +269,14 @@ def test_the_onnx_cli_imports_neither_torch_nor_transformers(saved, onnx_file):
     blocked = subprocess.run([sys.executable, "-c", BLOCK_TORCH, "--model", str(folder), "nice"],
                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     assert blocked.returncode != 0 and "blocked in this test" in blocked.stderr  # the block works
+
+
+def test_fine_tune_leaves_the_word_embeddings_as_pretrained_by_default(tokenizer):
+    model = tiny_model()
+    table = model.get_input_embeddings().weight.detach().clone()
+    layer = model.bert.encoder.layer[0].output.dense.weight.detach().clone()
+    sentiment.fine_tune(model, tokenizer, ["great fun", "awful"] * 4, torch.tensor([1, 0] * 4), epochs=1,
+                        batch_size=4, progress=False)
+    assert torch.equal(model.get_input_embeddings().weight, table)  # frozen: not a number moved
+    assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight, layer)  # the rest trained
+    assert model.get_input_embeddings().weight.requires_grad  # and trainable again afterwards

@@ -7,6 +7,8 @@
   :func:`warmup_then_decay`, :func:`train_step`, :func:`predict_proba`);
 - :mod:`labutils.sentiment.onnx_model`: :func:`load_onnx_classifier`,
   :func:`onnx_fresh_probability` (onnxruntime and tokenizers, no torch);
+- :mod:`labutils.sentiment.speed`: how fast the training step runs against the measured matmul
+  peak (MFU), one lever at a time (chapter 06 and ``make bench``);
 - :mod:`labutils.sentiment.cli`: ``python -m labutils.sentiment``.
 
 Every name is importable from here; each is loaded on first use, so the ONNX

@@ -129,15 +129,19 @@ def train_step(model, inputs, labels, optimizer, scheduler, scaler, *, clip_norm
 
 def fine_tune(model, tokenizer, texts, labels, *, valid_texts=None, valid_labels=None, epochs=2,
               batch_size=32, encoder_lr=8e-5, head_lr=1e-3, warmup_share=0.06, weight_decay=0.01,
-              clip_norm=1.0, seed=0, precision="auto", log_every=10,
-              on_log: Callable | None = None, progress=True) -> History:
+              clip_norm=1.0, train_word_embeddings=False, seed=0, precision="auto",
+              log_every=10, on_log: Callable | None = None, progress=True) -> History:
     """Fine-tune ``model`` in place; with a validation set, keep the epoch that scores best on it."""
     if len(texts) != len(labels) or not len(texts):
         raise ValueError(f"fine_tune needs as many labels as texts (got {len(texts)} and {len(labels)})")
     start, device, history = time.perf_counter(), next(model.parameters()).device, History()
     token_ids = tokenizer(list(texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     lengths, labels = torch.tensor([len(ids) for ids in token_ids]), torch.as_tensor(labels)
-    optimizer = torch.optim.AdamW(parameter_groups(model, encoder_lr, head_lr, weight_decay))
+    word_embeddings = model.get_input_embeddings().weight  # about half of MiniLM's parameters
+    was_trainable = word_embeddings.requires_grad
+    word_embeddings.requires_grad_(train_word_embeddings)  # frozen: no gradient, no AdamW update
+    groups = parameter_groups(model, encoder_lr, head_lr, weight_decay)
+    optimizer = torch.optim.AdamW(groups, fused=True)  # fused: one kernel updates a whole tensor
     total = epochs * len(length_bucketed_batches(lengths, batch_size))
     warmup = max(1, int(warmup_share * total))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_then_decay(s, warmup, total))
@@ -169,5 +173,6 @@ def fine_tune(model, tokenizer, texts, labels, *, valid_texts=None, valid_labels
         model.load_state_dict(best)  # the checkpoint chosen on validation
     history.final_lr = scheduler.get_last_lr()
     history.seconds = time.perf_counter() - start
+    word_embeddings.requires_grad_(was_trainable)  # the model as it came
     model.eval()
     return history
