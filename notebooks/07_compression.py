@@ -23,8 +23,9 @@
 #
 # By the end you will be able to:
 #
-# - quantize a weight matrix to int8 by hand (symmetric, one scale per row), bound its error, and reproduce PyTorch's int8 weights bit for bit;
-# - apply dynamic int8 quantization to a BERT and measure size on disk, CPU latency and accuracy before and after;
+# - quantize a weight matrix to int8 by hand (symmetric, one scale per row) and an embedding table (asymmetric, with zero points), bound the error, and reproduce `torchao`'s int8 weights bit for bit;
+# - multiply int8 by int8 with int32 sums and the scales, by hand, and reproduce a quantized layer's output;
+# - apply dynamic int8 quantization to a BERT with `torchao` and measure size on disk and accuracy before and after;
 # - prune weights by magnitude, read an accuracy-versus-sparsity curve, and explain why unstructured zeros shrink neither the file nor the latency;
 # - derive the distillation loss with a temperature and train a small student with and without its teacher;
 # - export a model with `torch.export` and to ONNX, quantize it with ONNX Runtime, and classify text from a shell with the saved file.
@@ -34,8 +35,25 @@
 # saved model is missing), [02 · Cross-entropy](02_cross_entropy.ipynb)
 # (softmax, the KL divergence), and the recurrent classifier of chapter 04
 # (the student here is a small GRU).
-# **Run time:** about 5 minutes on a 2-core laptop CPU (about a minute with
-# `SMOKE = True`).
+# **Run time:** about 11 minutes on a 2-core laptop CPU, most of it the six
+# small students of section 5 (about a minute with `SMOKE = True`).
+
+# %%
+# On Google Colab, install the course first (see labutils.colab).
+# Anywhere else this cell does nothing.
+import os
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    COURSE = os.path.expanduser("~/open-models-lab")
+    URL = "https://github.com/open-models-lab/open-models-lab"
+    if not os.path.isdir(COURSE):
+        subprocess.run(["git", "clone", "--depth=1", "--branch=main",
+                        URL, COURSE], check=True)
+    sys.path.insert(0, COURSE)
+    from labutils.colab import bootstrap
+    bootstrap("07")
 
 # %% [markdown]
 # ## Parameters
@@ -52,8 +70,7 @@ SMOKE = os.environ.get("OML_SMOKE", "0") == "1"
 SEED = 0
 TEST_SIZE = 1000           # the fixed held-out test set of chapter 06 (seed 0 split)
 MAX_LEN = 64               # WordPiece tokens per snippet, as in chapter 06
-TEACHER_DIR = "../_build/models/minilm-rotten-tomatoes"  # chapter 06's fine-tuned model (full setting)
-OUT_DIR = "../_build/models/07-compression"              # everything this chapter writes
+VALID_SIZE = 1000          # carved from the training snippets as in chapter 06: every choice is made on it
 RETRAIN_SIZE = 2000        # snippets for a stand-in teacher when chapter 06's model is not there
 RETRAIN_EPOCHS = 1
 SPARSITIES = [0.2, 0.4, 0.6, 0.8]  # shares of each encoder weight matrix set to zero
@@ -62,9 +79,11 @@ LATENCY_BATCH = 32         # snippets per timed batch
 LATENCY_WARMUP = 2         # untimed runs first
 LATENCY_REPEATS = 15       # timed runs per model (the median is reported)
 STUDENT_DIM = 64           # embedding and GRU width of the student
-STUDENT_EPOCHS = 5
+STUDENT_EPOCHS = 5         # the epoch each student keeps is chosen on the validation split
+STUDENT_SEEDS = [0, 1, 2]  # the small students are cheap: each comparison is made over these seeds
 STUDENT_BATCH = 64
 STUDENT_LR = 3e-3
+STUDENT_THREADS = 1        # CPU threads while the students train (None: all cores): a 64-wide GRU step is too small to share
 TEMPERATURE = 4.0          # distillation temperature T
 ALPHA = 0.5                # weight of the hard-label loss (1 - ALPHA: the teacher's soft targets)
 EVAL_BATCH_SIZE = 128
@@ -72,23 +91,25 @@ TORCH_THREADS = None       # CPU threads for torch (None: torch's default, all c
 
 # %%
 TEST_SUBSET = 64 if SMOKE else TEST_SIZE       # smoke: the first 64 of the same test set
-STUDENT_TRAIN = 128 if SMOKE else None         # None: all 11,752 training snippets
+STUDENT_TRAIN = 192 if SMOKE else None         # None: all training snippets outside the validation split
 if SMOKE:
-    RETRAIN_SIZE, SPARSITIES, STUDENT_EPOCHS = 192, [TABLE_SPARSITY], 2
-    LATENCY_WARMUP, LATENCY_REPEATS = 1, 3
-    OUT_DIR = OUT_DIR + "-smoke"               # smoke runs never touch the full run's files
-print(f"SMOKE={SMOKE}: test {TEST_SUBSET}, student train {STUDENT_TRAIN or 'all'}, sparsities {SPARSITIES}")
+    RETRAIN_SIZE, SPARSITIES, STUDENT_EPOCHS, VALID_SIZE = 192, [TABLE_SPARSITY], 2, 64
+    STUDENT_SEEDS = STUDENT_SEEDS[:1]
+    LATENCY_WARMUP, LATENCY_REPEATS = 0, 1
+print(f"SMOKE={SMOKE}: test {TEST_SUBSET}, validation {VALID_SIZE}, student train {STUDENT_TRAIN or 'all'}, "
+      f"seeds {STUDENT_SEEDS}, sparsities {SPARSITIES}")
 
 # %%
+import contextlib
 import copy
 import inspect
 import io
+import itertools
 import logging
+import math
 import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 import zlib
@@ -102,10 +123,11 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import transformers
+from IPython.display import display
 from safetensors.torch import save_file
+from torch import nn
 from torch.nn.utils import prune
 from torch.nn.utils.rnn import pack_padded_sequence
 from tqdm.auto import tqdm
@@ -113,9 +135,16 @@ from tqdm.auto import tqdm
 from labutils import check, get_device, seed_everything
 from labutils.data import load_rotten_tomatoes
 from labutils.models import load_minilm_tokenizer, minilm_dir
+from labutils.paths import output_dir, shared_output_dir, write_atomically
 from labutils.plot import LivePlot
-from labutils.sentiment import (MeanPooledBertForSequenceClassification, fine_tune, load_onnx_classifier,
-                                load_sentiment_model, mean_pool, onnx_fresh_probability)
+from labutils.sentiment import (
+    MeanPooledBertForSequenceClassification,
+    fine_tune,
+    load_onnx_classifier,
+    load_sentiment_model,
+    onnx_fresh_probability,
+)
+from labutils.timing import timed
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
@@ -123,28 +152,17 @@ if TORCH_THREADS:
     torch.set_num_threads(TORCH_THREADS)
 print("seed:", seed_everything(SEED))
 device = get_device()
-OUT = Path(OUT_DIR)
+OUT = output_dir("07-compression-smoke" if SMOKE else "07-compression")  # smoke never touches the full run's files
 print(f"device: {device} | CPU threads for torch: {torch.get_num_threads()} | torch {torch.__version__}, "
       f"onnxruntime {ort.__version__}")
 
 # %% [markdown]
 # Several runs of this chapter may write the same files at once (the test
-# suite runs it three ways in parallel). `publish` writes into a temporary
-# folder first and then moves each finished file into place with
-# `os.replace`, which swaps a whole file in one step: nobody ever reads a
-# half-written model.
+# suite runs it several ways in parallel). `labutils.paths.write_atomically`
+# fills a temporary folder and then swaps it in with `os.replace`, which
+# renames a whole folder in one step: nobody ever reads a half-written model.
 
 # %%
-def publish(folder: Path, write) -> Path:
-    """Call ``write(tmp)`` to fill a temporary folder, then move its files into ``folder`` atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-        write(Path(tmp))
-        for file in Path(tmp).iterdir():
-            os.replace(file, folder / file.name)
-    return folder
-
-
 def megabytes(path: Path) -> float:
     return path.stat().st_size / 1e6
 
@@ -157,15 +175,24 @@ def megabytes(path: Path) -> float:
 # here with the same recipe on a few hundred snippets, using
 # `labutils.sentiment.fine_tune` (chapter 06's loop in 40 lines), and say so.
 # The stand-in is much weaker, so the claims about accuracy below are checked
-# only when chapter 06's model is used.
+# with tight bands for chapter 06's model and with looser ones (the same
+# relations, on 64 test snippets) for the stand-in. The students, like
+# chapter 06, train on the training snippets outside a validation split,
+# and every choice is made on that split.
 
 # %%
 data = load_rotten_tomatoes(test_size=TEST_SIZE, seed=0)
 x_test, y_test = data.x_test[:TEST_SUBSET], data.y_test[:TEST_SUBSET]
-full_model_dir = Path(TEACHER_DIR)
+carve = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))  # chapter 06's split
+valid_idx, train_idx = carve[:VALID_SIZE], carve[VALID_SIZE:][:STUDENT_TRAIN]
+x_train, y_train = [data.x_train[i] for i in train_idx], data.y_train[train_idx]
+x_valid, y_valid = [data.x_train[i] for i in valid_idx], data.y_train[valid_idx]
+print(f"training {len(x_train):,}, validation {len(x_valid):,}, test {len(x_test):,} snippets")
+assert not set(x_valid) & set(x_train) and not set(x_test) & (set(x_train) | set(x_valid))
+full_model_dir = shared_output_dir("minilm-rotten-tomatoes")
 USE_06 = not SMOKE and (full_model_dir / "model.safetensors").is_file()
 if USE_06:
-    teacher_dir, why = full_model_dir, "chapter 06's fine-tuned model (11,752 snippets, 2 epochs)"
+    teacher_dir, why = full_model_dir, "chapter 06's fine-tuned model"
 else:
     teacher_dir = OUT / "teacher-retrained"
     why = (f"a stand-in fine-tuned here on {RETRAIN_SIZE} snippets, because "
@@ -179,11 +206,12 @@ if not USE_06:
         minilm_dir(), num_labels=2, local_files_only=True, use_safetensors=True).to(device)
     minilm_tokenizer = load_minilm_tokenizer()
     start = time.perf_counter()
-    retrain_losses = fine_tune(stand_in, minilm_tokenizer, data.x_train[:RETRAIN_SIZE], data.y_train[:RETRAIN_SIZE],
-                               epochs=RETRAIN_EPOCHS, seed=SEED)
+    retrain_losses = fine_tune(stand_in, minilm_tokenizer, x_train[:RETRAIN_SIZE], y_train[:RETRAIN_SIZE],
+                               epochs=RETRAIN_EPOCHS, seed=SEED, progress=False)
     print(f"{len(retrain_losses)} steps in {time.perf_counter() - start:.0f} s, "
           f"loss {retrain_losses[0]:.3f} -> {np.mean(retrain_losses[-3:]):.3f}")
-    publish(teacher_dir, lambda tmp: (stand_in.cpu().save_pretrained(tmp), minilm_tokenizer.save_pretrained(tmp)))
+    write_atomically(teacher_dir, lambda tmp: (stand_in.cpu().save_pretrained(tmp),
+                                               minilm_tokenizer.save_pretrained(tmp)))
     del stand_in
 tokenizer, teacher = load_sentiment_model(teacher_dir)  # on the CPU, in eval mode
 FULL = USE_06  # the accuracy claims below are checked for chapter 06's model
@@ -239,14 +267,8 @@ latency_feed = {name: tensor.numpy() for name, tensor in latency_inputs.items()}
 
 
 def median_ms(run, warmup=LATENCY_WARMUP, repeats=LATENCY_REPEATS):
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+    """Milliseconds: median of `repeats` runs after `warmup` (labutils.timing.timed), on the CPU."""
+    return 1000 * timed(run, device="cpu", warmup=warmup, repeats=repeats)
 
 
 @torch.no_grad()
@@ -265,7 +287,9 @@ table["fp32 fine-tuned BERT"] = {
     "latency ms": torch_latency(teacher), "accuracy": accuracy(fp32_logits)}
 majority_acc = max(y_test.float().mean().item(), 1 - y_test.float().mean().item())
 print(table["fp32 fine-tuned BERT"], f"| majority class: {majority_acc:.1%}")
-assert not FULL or table["fp32 fine-tuned BERT"]["accuracy"] > 0.83  # what chapter 06 reached
+# chapter 06's model: what 06 reached; the smoke stand-in (a few steps) is barely trained, so its band
+# only rules out a broken pipeline: within the noise of 64 snippets of the majority class, or better
+assert table["fp32 fine-tuned BERT"]["accuracy"] > (0.83 if FULL else majority_acc - 0.15)
 
 # %% [markdown]
 # ## 2. Quantization by hand (量化)
@@ -310,98 +334,256 @@ assert ((w - w_hat).abs() <= scale / 2 + 1e-7).all()  # the error bound of equat
 assert (w - w_hat).abs().mean() < (w - w_hat_tensor).abs().mean()  # per-row scales are more precise
 
 # %% [markdown]
+# ### The embedding table: asymmetric, with a zero point
+#
+# Equation (1) suits weight matrices, whose rows are centred near zero. The
+# rows of the word-embedding table (half of MiniLM's parameters, as chapter 06
+# counted) need not be, so they get an **asymmetric** (affine) scheme: a scale
+# and an integer **zero point** $z$ (零点) per row, chosen so that the row's
+# range $[\min(w_{\min}, 0), \max(w_{\max}, 0)]$ fills all 256 levels:
+#
+# $$
+# s = \frac{\max(w_{\max}, 0) - \min(w_{\min}, 0)}{255}, \qquad
+# z = -128 - \operatorname{round}\!\Bigl(\frac{\min(w_{\min}, 0)}{s}\Bigr), \qquad
+# q_j = \operatorname{clamp}\bigl(\operatorname{round}(w_j / s) + z,\,-128,\,127\bigr), \qquad
+# \hat w_j = s\,(q_j - z). \tag{2}
+# $$
+#
+# The table is only *stored* in 8 bits: a lookup turns the chosen rows back
+# into floats, and no integer arithmetic follows. (The older
+# `torch.ao.quantization` stored it as unsigned `quint8`, levels 0 to 255 with
+# a float zero point; the idea is the same.)
+
+# %%
+def quantize_rows_asymmetric(w: torch.Tensor):
+    """Asymmetric int8 with one scale and one zero point per row, equation (2)."""
+    low, high = w.amin(dim=1, keepdim=True).clamp(max=0), w.amax(dim=1, keepdim=True).clamp(min=0)
+    scale = (high - low) / 255
+    zero_point = (-128 - torch.round(low / scale)).clamp(-128, 127)
+    q = (torch.round(w * (1 / scale)) + zero_point).clamp(-128, 127).to(torch.int8)
+    return q, scale, zero_point.to(torch.int8)
+
+
+embedding = teacher.bert.embeddings.word_embeddings.weight.detach()
+q_emb, scale_emb, zero_emb = quantize_rows_asymmetric(embedding)
+emb_hat = scale_emb * (q_emb.float() - zero_emb.float())
+print(f"embedding {tuple(embedding.shape)}: zero points from {int(zero_emb.min())} to {int(zero_emb.max())}; "
+      f"max |E - Ê| {(embedding - emb_hat).abs().max():.2e} (half a step: up to {scale_emb.max() / 2:.2e})")
+assert ((embedding - emb_hat).abs() <= scale_emb / 2 + 1e-6).all()
+
+# %% [markdown]
+# ### Dynamic quantization with `torchao`
+#
 # **Dynamic** quantization (动态量化) goes one step further at run time: for
 # each batch it also quantizes the *activations* (the inputs of each linear
-# layer) with a scale measured on that batch, multiplies int8 by int8 with
-# int32 sums, and rescales the result to float. No calibration data are
-# needed, which is why it is the first thing to try on a Transformer.
+# layer), with a scale measured on that batch, one per token, by equation (1);
+# then it multiplies int8 by int8 with int32 sums and rescales the result to
+# float. No calibration data are needed, which is why it is the first thing to
+# try on a Transformer.
 #
-# PyTorch does this with `quantize_dynamic`. Its `per_channel_dynamic_qconfig`
-# uses equation (1) for every `nn.Linear`; the word-embedding table (half of
-# MiniLM's parameters, as chapter 06 counted) gets 8-bit rows too
-# (`float_qparams_weight_only_qconfig`: only stored in int8, looked up and
-# converted back). In PyTorch 2.13 the whole `torch.ao.quantization`
-# namespace warns that it is **deprecated** in favour of the separate
-# `torchao` package, which this course does not install. The warning names
-# version 2.10 for its removal, yet in the pinned 2.13 it still works; the
-# cell prints the warnings it caught, and later cells silence them.
+# In PyTorch 2.13 the old `torch.ao.quantization` namespace is deprecated,
+# and its warning points to the maintained **`torchao`** package (pinned
+# here). **What changed, in one line:** `torch.ao.quantization.quantize_dynamic(model, qconfig)`
+# returned a copy whose `nn.Linear` modules were *replaced* by new module
+# classes; `torchao.quantization.quantize_(model, config)` keeps every
+# `nn.Linear` and swaps its *weight*, in place, for a quantized tensor (an
+# `Int8Tensor` holding `qdata` and `scale`) that knows how to run `F.linear`.
+# `Int8DynamicActivationInt8WeightConfig` is equation (1) for the weights and
+# for the activations; `IntxWeightOnlyConfig` with `MappingType.ASYMMETRIC`
+# and one scale per row (`PerAxis(0)`) is equation (2), applied to the
+# embedding table only through `filter_fn`.
 
 # %%
-from torch.ao.quantization import float_qparams_weight_only_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
+with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # torchao reports missing GPU kernels
+    warnings.simplefilter("ignore")
+    import torchao
+    from torchao.quantization import Int8DynamicActivationInt8WeightConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerAxis
+    from torchao.quantization.quant_primitives import MappingType
 
-qconfig = {nn.Linear: per_channel_dynamic_qconfig,
-           "bert.embeddings.word_embeddings": float_qparams_weight_only_qconfig}
-with warnings.catch_warnings(record=True) as caught:
-    warnings.simplefilter("always")
-    int8_model = quantize_dynamic(teacher, qconfig)  # a quantized copy; `teacher` stays float32
-for message in sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:100]}" for w in caught}):
-    print(message)
-for message in ["torch.ao.quantization is deprecated", "torch.quantize_per", "TypedStorage is deprecated"]:
-    warnings.filterwarnings("ignore", message=message)  # said once; not again in every later cell
-print(int8_model.bert.encoder.layer[0].intermediate.dense)
-print(int8_model.bert.embeddings.word_embeddings)
-assert any("deprecated" in str(w.message) for w in caught)
-assert isinstance(teacher.bert.encoder.layer[0].intermediate.dense, nn.Linear)  # the original is untouched
+
+def quantize_int8(model):
+    """A copy of ``model``: int8 linear layers (dynamic activations) and an int8 word-embedding table."""
+    quantized = copy.deepcopy(model)
+    quantize_(quantized, Int8DynamicActivationInt8WeightConfig())  # every nn.Linear, equation (1)
+    quantize_(quantized, IntxWeightOnlyConfig(weight_dtype=torch.int8, granularity=PerAxis(0),
+                                              mapping_type=MappingType.ASYMMETRIC),
+              filter_fn=lambda module, name: name == "bert.embeddings.word_embeddings")  # equation (2)
+    return quantized.eval()
+
+
+int8_model = quantize_int8(teacher)
+torch_q = int8_model.bert.encoder.layer[0].intermediate.dense.weight
+torch_emb = int8_model.bert.embeddings.word_embeddings.weight
+print(f"torchao {torchao.__version__}: {type(torch_q).__name__} {tuple(torch_q.qdata.shape)} {torch_q.qdata.dtype}, "
+      f"{type(torch_emb).__name__} {tuple(torch_emb.qdata.shape)}")
+print("first scales:", torch_q.scale[:3, 0].tolist())
+assert isinstance(teacher.bert.encoder.layer[0].intermediate.dense.weight, nn.Parameter)  # the original stays
 
 # %% [markdown]
-# Our hand-written `quantize_rows` and PyTorch agree bit for bit on that
-# first feed-forward matrix: the same scales and the same int8 values. (One
-# detail matters for that: PyTorch multiplies by $1/s$ rather than dividing by
-# $s$; the two differ in the last bit for a few values that land next to a
-# rounding boundary, so `quantize_rows` does the same.)
+# Our hand-written `quantize_rows` and `torchao` agree bit for bit on that
+# first feed-forward matrix, and `quantize_rows_asymmetric` on the embedding
+# table: the same scales, zero points and int8 values. (One detail matters
+# for that: the libraries multiply by $1/s$ rather than dividing by $s$; the
+# two differ in the last bit for a few values that land next to a rounding
+# boundary, so our functions do the same.)
 
 # %%
-torch_q = int8_model.bert.encoder.layer[0].intermediate.dense.weight()
-print(torch_q.qscheme(), torch_q.dtype, "| first scales:", torch_q.q_per_channel_scales()[:3].tolist())
-assert torch.equal(torch_q.int_repr(), q)
-torch.testing.assert_close(torch_q.q_per_channel_scales().float(), scale.squeeze(1), rtol=0, atol=0)
-print("quantize_rows reproduces PyTorch's int8 weights exactly")
+assert torch.equal(torch_q.qdata, q) and torch.equal(torch_q.scale, scale)
+assert torch.equal(torch_emb.qdata, q_emb) and torch.equal(torch_emb.zero_point, zero_emb)
+torch.testing.assert_close(torch_emb.scale, scale_emb, rtol=0, atol=0)
+print("equations (1) and (2) by hand reproduce torchao's int8 weights exactly")
 
 # %% [markdown]
-# ## 3. Dynamic int8 quantization: size, speed, accuracy
+# ### int8 × int8 → int32, by hand
+#
+# What does the quantized layer compute? With $\boldsymbol x$ one token's
+# input, quantized by (1) to $q^x$ with scale $s_x$, and row $k$ of the weight
+# quantized to $q^w_k$ with scale $s_k$:
+#
+# $$
+# y_k = \sum_j w_{kj} x_j + b_k \;\approx\; s_x\, s_k \underbrace{\sum_j q^x_j\, q^w_{kj}}_{\text{int32}} + b_k . \tag{3}
+# $$
+#
+# Each product of two int8 numbers fits in 16 bits, and a sum of 1,536 of
+# them needs at most $\lceil\log_2(1536 \cdot 128^2)\rceil + 1 = 26$ bits: the
+# sum is exact in int32. The floats come back only at the end, with one
+# multiplication per output. Below, the real activations entering that
+# feed-forward layer (caught with a forward hook on 8 test snippets) go
+# through (3) by hand, and the result must equal what `torchao`'s quantized
+# layer returns for the same input.
+
+# %%
+def quantize_activations(x: torch.Tensor):
+    """Symmetric int8, one scale per token (the last axis is quantized): equation (1) on activations."""
+    scale = x.abs().amax(dim=-1, keepdim=True) / 127.5
+    return torch.round(x * (1 / scale)).clamp(-128, 127).to(torch.int8), scale
+
+
+def int8_linear(x, q_weight, weight_scale, bias):
+    """Equation (3): int8 activations times int8 weights with int32 sums, rescaled to float once."""
+    q_x, x_scale = quantize_activations(x)
+    sums = q_x.to(torch.int32) @ q_weight.to(torch.int32).T  # exact integer sums
+    return sums.float() * x_scale * weight_scale.flatten() + bias, sums
+
+
+caught, few = {}, pad(test_ids, range(8))  # 8 test snippets: torchao's eager kernel is slow here, see below
+ffn_in = int8_model.bert.encoder.layer[0].intermediate.dense
+hook = ffn_in.register_forward_hook(lambda module, args, output: caught.update(x=args[0], y=output))
+with torch.no_grad():
+    int8_model(**few)
+hook.remove()
+by_hand, sums = int8_linear(caught["x"], torch_q.qdata, torch_q.scale, ffn_in.bias.detach())
+print(f"activations {tuple(caught['x'].shape)}; int32 sums up to {sums.abs().max().item():,} "
+      f"(int32 holds {torch.iinfo(torch.int32).max:,}); max |by hand - torchao| "
+      f"{(by_hand - caught['y']).abs().max().item():.1e}")
+torch.testing.assert_close(by_hand, caught["y"], rtol=1e-6, atol=1e-6)
+assert sums.dtype == torch.int32 and sums.abs().max() < 2**26
+
+# %% [markdown]
+# On this CPU, though, `torchao`'s own eager int8 kernel (`torch._int_mm`) is
+# a slow reference path: `torchao` is built for GPUs and for
+# `torch.compile`, which fuses the steps into fast code (and takes minutes to
+# compile on two cores). Timed on one batch through that one layer:
+
+# %%
+float_layer = teacher.bert.encoder.layer[0].intermediate.dense
+x_few = caught["x"]
+with torch.no_grad():
+    layer_ms = {name: 1000 * timed(run, warmup=1, repeats=3) for name, run in [
+        ("float32 nn.Linear", lambda: float_layer(x_few)),
+        ("torchao int8, eager", lambda: ffn_in(x_few)),
+        ("equation (3) in plain torch", lambda: int8_linear(x_few, torch_q.qdata, torch_q.scale, ffn_in.bias))]}
+for name, ms in layer_ms.items():
+    print(f"{name:>28}: {ms:7.1f} ms for {x_few.shape[0] * x_few.shape[1]:,} token vectors")
+
+# %% [markdown]
+# So this chapter evaluates the int8 model with equation (3) itself: every
+# quantized `nn.Linear` of the `torchao` model is replaced by a small module
+# that holds the same `qdata`, `scale` and bias and runs `int8_linear`. It
+# computes exactly what `torchao` computes, as the check on a whole batch
+# shows, at a speed that makes the test set affordable. For int8 *speed* on a
+# CPU, section 6 uses ONNX Runtime, whose kernels are tuned for it.
+
+# %%
+class Int8Linear(nn.Module):
+    """A quantized nn.Linear that runs equation (3) with the int8 weights of a torchao layer."""
+
+    def __init__(self, layer: nn.Linear):
+        super().__init__()
+        self.register_buffer("q_weight", layer.weight.qdata.clone())
+        self.register_buffer("weight_scale", layer.weight.scale.clone())
+        self.register_buffer("bias", layer.bias.detach().clone())
+
+    def forward(self, x):
+        return int8_linear(x, self.q_weight, self.weight_scale, self.bias)[0]
+
+
+def with_int8_linears(quantized):
+    """A copy of a torchao-quantized model with each quantized nn.Linear replaced by Int8Linear."""
+    ours = copy.deepcopy(quantized)
+    for name, module in list(ours.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.Linear) and hasattr(child.weight, "qdata"):
+                setattr(module, child_name, Int8Linear(child))
+    return ours.eval()
+
+
+int8_eval_model = with_int8_linears(int8_model)
+with torch.no_grad():
+    torchao_logits, ours_logits = int8_model(**few).logits, int8_eval_model(**few).logits
+print(f"whole model, 8 snippets: max |logit difference| equation (3) vs torchao "
+      f"{(ours_logits - torchao_logits).abs().max().item():.1e}")
+torch.testing.assert_close(ours_logits, torchao_logits, rtol=1e-5, atol=1e-5)
+
+# %% [markdown]
+# ## 3. Dynamic int8 quantization: size, accuracy
 #
 # Save the quantized weights with `torch.save` and measure the file. Loading
 # uses `torch.load(weights_only=True)`, which only rebuilds tensors and never
-# runs code from the file, into a freshly quantized skeleton.
+# runs code from the file (`torchao` registers its tensor types as safe), into
+# a freshly quantized skeleton.
 
 # %%
 int8_path = OUT / "torch-int8" / "state_dict.pt"
-publish(int8_path.parent, lambda tmp: torch.save(int8_model.state_dict(), tmp / int8_path.name))
-linear_only = io.BytesIO()
-torch.save(quantize_dynamic(teacher, {nn.Linear: per_channel_dynamic_qconfig}).state_dict(), linear_only)
+write_atomically(int8_path.parent, lambda tmp: torch.save(int8_model.state_dict(), tmp / int8_path.name))
+linear_only = copy.deepcopy(teacher)
+quantize_(linear_only, Int8DynamicActivationInt8WeightConfig())
+linear_only_bytes = io.BytesIO()
+torch.save(linear_only.state_dict(), linear_only_bytes)
+del linear_only
 fp32_mb = table["fp32 fine-tuned BERT"]["size MB"]
-print(f"float32: {fp32_mb:.1f} MB | int8 linear layers only: {linear_only.tell() / 1e6:.1f} MB "
+print(f"float32: {fp32_mb:.1f} MB | int8 linear layers only: {linear_only_bytes.tell() / 1e6:.1f} MB "
       f"| int8 linear layers + word embeddings: {megabytes(int8_path):.1f} MB "
       f"({fp32_mb / megabytes(int8_path):.1f}x smaller)")
-assert megabytes(int8_path) < fp32_mb / 3 < linear_only.tell() / 1e6  # the embeddings are half the story
+assert megabytes(int8_path) < fp32_mb / 3 < linear_only_bytes.tell() / 1e6  # the embeddings are half the story
 
 # %%
-skeleton = quantize_dynamic(MeanPooledBertForSequenceClassification(teacher.config).eval(), qconfig)
-skeleton.load_state_dict(torch.load(int8_path, weights_only=True))
+skeleton = quantize_int8(MeanPooledBertForSequenceClassification(teacher.config))
+skeleton.load_state_dict(torch.load(int8_path, weights_only=True), assign=True)
+reloaded = with_int8_linears(skeleton)
 with torch.no_grad():
-    torch.testing.assert_close(skeleton(**latency_inputs).logits, int8_model(**latency_inputs).logits, rtol=0, atol=0)
+    torch.testing.assert_close(reloaded(**few).logits, ours_logits, rtol=0, atol=0)
 print("reloaded int8 model: identical logits")
 
 # %% [markdown]
 # Now the price: how many test predictions changed, and how much accuracy
-# moved. The asserts check, for chapter 06's model, that quantization costs
-# less than 2 accuracy points and leaves at least 95% of the predictions as
-# they were. The latency comparison is printed, not assumed: int8 arithmetic
-# is usually faster on a modern x86 CPU, but the exact speed-up depends on
-# the machine and on what else is running.
+# moved. The band below is the same for the stand-in teacher of the quick
+# setting, only wider, because 64 test snippets move by 1.6 points per snippet.
+# The latency of this plain-torch kernel is printed for completeness; it is
+# not int8 hardware speed (see above and section 6).
 
 # %%
-int8_logits = torch_logits(int8_model)
-table["dynamic int8 (torch)"] = {"runtime": "torch", "size MB": megabytes(int8_path),
-                                 "latency ms": torch_latency(int8_model), "accuracy": accuracy(int8_logits)}
+int8_logits = torch_logits(int8_eval_model)
+table["dynamic int8 (torchao)"] = {"runtime": "torch", "size MB": megabytes(int8_path),
+                                   "latency ms": torch_latency(int8_eval_model), "accuracy": accuracy(int8_logits)}
 agree = (int8_logits.argmax(dim=1) == fp32_pred).float().mean().item()
-fp32_row, int8_row = table["fp32 fine-tuned BERT"], table["dynamic int8 (torch)"]
+fp32_row, int8_row = table["fp32 fine-tuned BERT"], table["dynamic int8 (torchao)"]
 print(f"accuracy {fp32_row['accuracy']:.1%} -> {int8_row['accuracy']:.1%}; "
       f"same prediction as float32 for {agree:.1%}; "
-      f"latency {fp32_row['latency ms']:.0f} -> {int8_row['latency ms']:.0f} ms "
-      f"({fp32_row['latency ms'] / int8_row['latency ms']:.1f}x) on {torch.get_num_threads()} thread(s)")
-assert not FULL or (abs(int8_row["accuracy"] - fp32_row["accuracy"]) < 0.02 and agree > 0.95)
-assert SMOKE or int8_row["latency ms"] < 1.5 * fp32_row["latency ms"]  # a loose bound that a busy machine keeps
+      f"latency {fp32_row['latency ms']:.0f} -> {int8_row['latency ms']:.0f} ms with equation (3) in plain torch")
+assert abs(int8_row["accuracy"] - fp32_row["accuracy"]) < (0.02 if FULL else 0.1)
+assert agree > (0.95 if FULL else 0.8)
 
 # %% [markdown]
 # ## 4. Magnitude pruning (剪枝)
@@ -445,21 +627,24 @@ for sparsity in tqdm(SPARSITIES, desc="pruning sweep"):
     assert abs(zeros / n_encoder - sparsity) < 1e-3  # exactly the share asked for
     sweep[sparsity] = accuracy(torch_logits(pruned))
 print({f"{s:.0%}": f"{acc:.1%}" for s, acc in sweep.items()})
-assert not FULL or sweep[0.2] > sweep[0.0] - 0.02  # a fifth of the weights go almost for free
-assert not FULL or sweep[0.8] < majority_acc + 0.05  # at 80% the model has forgotten its task
+# bands, looser for the stand-in teacher on 64 test snippets (1.6 points per snippet)
+first = min(SPARSITIES)
+assert sweep[first] > sweep[0.0] - (0.02 if FULL else 0.1)  # a fifth (smoke: 40%) goes almost for free
+assert not FULL or sweep[0.8] < sweep[0.0] - 0.10  # at 80% more than ten points are gone
 
 # %% [markdown]
 # For chapter 06's model the asserts above check the shape of the curve:
 # zeroing the smallest fifth of every encoder matrix costs less than 2
-# points, while at 80% the model is no better than (or near) the majority
-# baseline. Many weights can go, but not most of them, at least not this
+# points, while at 80% more than ten points are gone (the sweep printed
+# above, and the plot below, show how far it falls towards the majority
+# baseline). Many weights can go, but not most of them, at least not this
 # way: pruning used in practice fine-tunes again after pruning, or prunes
 # gradually during training.
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot([100 * s for s in sweep], [100 * a for a in sweep.values()], marker="o", label="magnitude-pruned")
-ax.axhline(100 * table["dynamic int8 (torch)"]["accuracy"], color="tab:green", ls=":", label="dynamic int8")
+ax.axhline(100 * table["dynamic int8 (torchao)"]["accuracy"], color="tab:green", ls=":", label="dynamic int8")
 ax.axhline(100 * majority_acc, color="gray", ls="--", label="majority class")
 ax.set_xlabel("sparsity of every encoder weight matrix (%)"); ax.set_ylabel("test accuracy (%)")
 ax.set_title("Accuracy versus sparsity (no fine-tuning after pruning)"); ax.legend(fontsize=8);
@@ -475,7 +660,7 @@ ax.set_title("Accuracy versus sparsity (no fine-tuning after pruning)"); ax.lege
 # %%
 pruned_model = prune_encoder(teacher, TABLE_SPARSITY)
 pruned_path = OUT / f"pruned-{round(100 * TABLE_SPARSITY)}-percent" / "model.safetensors"
-publish(pruned_path.parent, lambda tmp: save_file(
+write_atomically(pruned_path.parent, lambda tmp: save_file(
     {k: v.contiguous() for k, v in pruned_model.state_dict().items()}, tmp / pruned_path.name))
 def zipped_encoder_mb(model):
     """Megabytes of the encoder's linear weights after zlib compression (level 1)."""
@@ -508,7 +693,7 @@ assert zipped["pruned"] < 0.9 * zipped["float32"] and zipped["float32"] > 0.85 *
 # $$
 # p_i^{(T)} = \frac{e^{z_i / T}}{\sum_j e^{z_j / T}}, \qquad
 # \mathcal L = \alpha\, \mathrm{CE}\bigl(y, p_s^{(1)}\bigr)
-#   + (1 - \alpha)\, T^2\, \mathrm{KL}\bigl(p_t^{(T)} \,\big\|\, p_s^{(T)}\bigr), \tag{2}
+#   + (1 - \alpha)\, T^2\, \mathrm{KL}\bigl(p_t^{(T)} \,\big\|\, p_s^{(T)}\bigr), \tag{4}
 # $$
 #
 # with $z$ the student's logits, $v$ the teacher's, $p_s$ and $p_t$ their
@@ -520,7 +705,7 @@ assert zipped["pruned"] < 0.9 * zipped["float32"] and zipped["float32"] > 0.85 *
 
 # %%
 def distillation_loss(student_logits, teacher_logits, labels, temperature=TEMPERATURE, alpha=ALPHA):
-    """Equation (2): hard-label cross-entropy plus the T^2-scaled KL to the teacher's softened probabilities."""
+    """Equation (4): hard-label cross-entropy plus the T^2-scaled KL to the teacher's softened probabilities."""
     hard = F.cross_entropy(student_logits, labels)
     soft = F.kl_div(F.log_softmax(student_logits / temperature, dim=-1),
                     F.log_softmax(teacher_logits / temperature, dim=-1), log_target=True, reduction="batchmean")
@@ -573,7 +758,7 @@ ax.set_yticks(range(len(sentences)), sentences, fontsize=8); ax.invert_yaxis()
 ax.axvline(0.5, color="gray", ls="--"); ax.set_xlim(0, 1); ax.set_xlabel("teacher P(fresh)")
 ax.set_title("The teacher's soft targets at four temperatures"); ax.legend(fontsize=7, loc="lower right");
 softened = [(sentence_logits / T).softmax(dim=-1)[:, 1] for T in [1, 2, 4, 8]]
-assert all(((a - 0.5).abs() >= (b - 0.5).abs() - 1e-6).all() for a, b in zip(softened, softened[1:]))  # towards 0.5
+assert all(((a - 0.5).abs() >= (b - 0.5).abs() - 1e-6).all() for a, b in itertools.pairwise(softened))  # towards 0.5
 
 # %% [markdown]
 # ### The student
@@ -607,13 +792,13 @@ print(f"student: {student_params:,} parameters, teacher: {teacher_params:,} ({te
 assert student_params < teacher_params / 8
 
 # %% [markdown]
-# The teacher's logits on the training set are computed once, one forward
-# pass over every training snippet (the cell prints how long it took), and
-# reused for every batch of the distilled student's training.
+# The teacher's logits on the student's training snippets are computed once,
+# one forward pass over each of them (the cell prints how long it took), and
+# reused for every batch of every distilled student.
 
 # %%
-x_train, y_train = data.x_train[:STUDENT_TRAIN], data.y_train[:STUDENT_TRAIN]
 train_ids = tokenizer(x_train, truncation=True, max_length=MAX_LEN)["input_ids"]
+valid_ids = tokenizer(x_valid, truncation=True, max_length=MAX_LEN)["input_ids"]
 start = time.perf_counter()
 teacher_on_device = copy.deepcopy(teacher).to(device)
 teacher_train_logits = torch.empty(len(train_ids), 2)
@@ -628,18 +813,32 @@ print(f"{len(train_ids):,} snippets in {time.perf_counter() - start:.0f} s on {d
       f"{teacher_train_logits.softmax(dim=-1).max(dim=-1).values.mean():.2f}")
 
 # %% [markdown]
-# Train the student twice, from the same initial weights and on the same
-# batches: once on the hard labels only, once with the distillation loss (2).
-# The curve shows the hard-label cross-entropy of both runs, the number they
-# have in common.
+# For each seed, train the student twice, from the same initial weights and
+# on the same batches: once on the hard labels only, once with the
+# distillation loss (4). After every epoch the student is scored on the
+# **validation** split, and it keeps the epoch that scored best there: the
+# comparison is between two students each at its own best point, chosen
+# without looking at the test set. The live plot shows the first seed: the
+# hard-label cross-entropy (the number both runs have in common) and the
+# validation accuracy after each epoch.
 
 # %%
-def train_student(teacher_logits=None, live=None, name="plain"):
-    """A GRUStudent trained on hard labels, or with equation (2) when teacher_logits are given."""
-    seed_everything(SEED)
+@torch.no_grad()
+def student_logits(student, token_ids):
+    where = next(student.parameters()).device
+    logits = torch.empty(len(token_ids), 2)
+    for indices in by_length(token_ids):
+        batch = pad(token_ids, indices).to(where)
+        logits[indices] = student(batch["input_ids"], batch["attention_mask"]).float().cpu()
+    return logits
+
+
+def train_student(seed, teacher_logits=None, live=None, name="plain"):
+    """A GRUStudent trained on hard labels, or with equation (4); returns it at its best validation epoch."""
+    seed_everything(seed)
     student = GRUStudent(tokenizer.vocab_size).to(device)
     optimizer = torch.optim.Adam(student.parameters(), lr=STUDENT_LR)
-    order, step = torch.Generator().manual_seed(SEED), 0
+    order, step, valid_curve, best = torch.Generator().manual_seed(seed), 0, [], None
     for epoch in range(STUDENT_EPOCHS):
         student.train()
         for indices in torch.randperm(len(train_ids), generator=order).split(STUDENT_BATCH):
@@ -653,54 +852,85 @@ def train_student(teacher_logits=None, live=None, name="plain"):
             step += 1
             if live and step % 20 == 0:
                 live.update(step, **{f"{name}_hard_label_loss": F.cross_entropy(logits, labels).item()})
+        student.eval()
+        valid_curve.append((student_logits(student, valid_ids).argmax(dim=1) == y_valid).float().mean().item())
         if live:
-            live.update(step, **{f"{name}_test_acc": accuracy(student_logits(student))})
-    return student.eval()
-
-
-@torch.no_grad()
-def student_logits(student, token_ids=test_ids):
-    where = next(student.parameters()).device
-    logits = torch.empty(len(token_ids), 2)
-    for indices in by_length(token_ids):
-        batch = pad(token_ids, indices).to(where)
-        logits[indices] = student(batch["input_ids"], batch["attention_mask"]).float().cpu()
-    return logits
+            live.update(step, **{f"{name}_valid_acc": valid_curve[-1]})
+        if valid_curve[-1] > max(valid_curve[:-1], default=-1.0):
+            best = copy.deepcopy(student.state_dict())
+    student.load_state_dict(best)
+    return student.eval(), valid_curve
 
 
 # %%
-start = time.perf_counter()
-with LivePlot(title="GRU student: hard labels only vs distilled from the fine-tuned BERT") as live:
-    plain_student = train_student(None, live, "plain")
-    distilled_student = train_student(teacher_train_logits, live, "distilled")
-print(f"two students trained in {time.perf_counter() - start:.0f} s on {device}")
+start, runs = time.perf_counter(), {"plain": [], "distilled": []}
+threads_before = torch.get_num_threads()
+torch.set_num_threads(STUDENT_THREADS or threads_before)
+with LivePlot(title=f"GRU student, seed {STUDENT_SEEDS[0]}: hard labels only vs distilled") as live:
+    for seed in tqdm(STUDENT_SEEDS, desc="seeds"):
+        for name, soft in [("plain", None), ("distilled", teacher_train_logits)]:
+            student, curve = train_student(seed, soft, live if seed == STUDENT_SEEDS[0] else None, name)
+            runs[name].append({"seed": seed, "student": student.cpu(), "valid": curve,
+                               "epoch": int(np.argmax(curve)) + 1})
+torch.set_num_threads(threads_before)
+print(f"{2 * len(STUDENT_SEEDS)} students trained in {time.perf_counter() - start:.0f} s on {device} "
+      f"({STUDENT_THREADS or threads_before} CPU thread(s))")
+for name, per_seed in runs.items():
+    for run in per_seed:
+        print(f"{name:>9}, seed {run['seed']}: validation accuracy per epoch",
+              [f"{a:.1%}" for a in run["valid"]], f"-> keeps epoch {run['epoch']}")
 
 # %% [markdown]
-# Both students go to the CPU, into safetensors files, and into the table.
-# For chapter 06's teacher the asserts check that the distilled student is at
-# least as accurate as the plain one, and that both stay below the teacher:
-# distillation narrows the gap, it does not close it. The curves above show
-# why it helps here: the hard-label student's test accuracy peaks after a few
-# epochs and then slips as it memorises the training labels, while the
-# teacher's soft targets keep the distilled one improving for longer.
+# Now, and only now, the test set: each kept student is evaluated once. The
+# mean and spread over seeds show how much of a difference is the recipe and
+# how much is luck; the binomial 95% interval, $\pm 1.96\sqrt{a(1-a)/n}$ for
+# an accuracy $a$ on $n$ test snippets, shows how precisely one test accuracy
+# is known. The asserts check bands, not which student wins: each student must
+# beat the majority class by a clear margin and stay within reach of the
+# teacher, for chapter 06's model and (looser) for the stand-in.
 
 # %%
-for name, student in [("GRU student", plain_student), ("GRU student, distilled", distilled_student)]:
-    student.cpu()
-    path = OUT / name.replace(", ", "-").replace(" ", "-").lower() / "model.safetensors"
-    publish(path.parent, lambda tmp: save_file(student.state_dict(), tmp / path.name))
-    table[name] = {"runtime": "torch", "size MB": megabytes(path),
-                   "latency ms": median_ms(lambda: student(**latency_inputs)),
-                   "accuracy": accuracy(student_logits(student))}
-plain_acc, distilled_acc = table["GRU student"]["accuracy"], table["GRU student, distilled"]["accuracy"]
-print(f"student accuracy: hard labels {plain_acc:.1%}, distilled {distilled_acc:.1%} "
-      f"({100 * (distilled_acc - plain_acc):+.1f} points); teacher {table['fp32 fine-tuned BERT']['accuracy']:.1%}")
-assert not FULL or (plain_acc <= distilled_acc < table["fp32 fine-tuned BERT"]["accuracy"])
-plain_curve, distilled_curve = live.history["plain_test_acc"], live.history["distilled_test_acc"]
-print("test accuracy after each epoch: plain", [f"{a:.1%}" for a in plain_curve],
-      "| distilled", [f"{a:.1%}" for a in distilled_curve])
-assert not FULL or (plain_curve[-1] < max(plain_curve) and distilled_curve[-1] > plain_curve[-1])
-assert SMOKE or min(plain_acc, distilled_acc) > majority_acc
+def interval(acc, n=None):
+    """Half-width of the binomial 95% interval of an accuracy on n test snippets (default: this test set)."""
+    return 1.96 * math.sqrt(acc * (1 - acc) / (n or len(y_test)))
+
+
+for name, per_seed in runs.items():
+    for run in per_seed:
+        run["test"] = accuracy(student_logits(run["student"], test_ids))
+test_acc = {name: np.array([run["test"] for run in per_seed]) for name, per_seed in runs.items()}
+gains = test_acc["distilled"] - test_acc["plain"]
+teacher_acc = table["fp32 fine-tuned BERT"]["accuracy"]
+for name, accs in test_acc.items():
+    spread = f" ± {accs.std(ddof=1):.1%} (sd over {len(accs)} seeds)" if len(accs) > 1 else ""
+    print(f"{name:>9} student: test accuracy {accs.mean():.1%}{spread}; per seed "
+          f"{[f'{a:.1%}' for a in accs]}; one test accuracy is known to ±{interval(accs.mean()):.1%}")
+print(f"distillation gain at the validation-chosen epochs: {100 * gains.mean():+.1f} points "
+      f"(per seed {[f'{100 * g:+.1f}' for g in gains]}); teacher {teacher_acc:.1%}")
+low, high = (majority_acc + 0.05, teacher_acc + 0.02) if FULL else (majority_acc - 0.15, 1.0)
+assert all(low < a < high for accs in test_acc.values() for a in accs), (low, high, test_acc)
+
+# %% [markdown]
+# Read the printed gain against the two yardsticks beside it: the spread over
+# seeds and the printed 95% interval of one test accuracy.
+# A gain that is larger than both, for every seed, is the recipe; a gain
+# within them is not yet evidence either way. Judged at each student's own
+# best epoch, the comparison is fair: the plain student is no longer caught
+# in the epochs where it has begun to memorise its training labels.
+#
+# The first seed's students go into safetensors files and into the table
+# (size and latency are the same for every seed; the accuracy in the table
+# is the mean over seeds).
+
+# %%
+for name, label in [("plain", "GRU student"), ("distilled", "GRU student, distilled")]:
+    student = runs[name][0]["student"]
+    path = OUT / label.replace(", ", "-").replace(" ", "-").lower() / "model.safetensors"
+    write_atomically(path.parent, lambda tmp, s=student, p=path: save_file(s.state_dict(), tmp / p.name))
+    table[label] = {"runtime": "torch", "size MB": megabytes(path),
+                    "latency ms": median_ms(lambda s=student: s(**latency_inputs)),
+                    "accuracy": float(test_acc[name].mean())}
+print({label: f"{table[label]['accuracy']:.1%}" for label in ["GRU student", "GRU student, distilled"]})
 
 # %% [markdown]
 # ## 6. Deployment (部署): export, ONNX Runtime, a command line
@@ -718,11 +948,19 @@ exported = torch.export.export(teacher, (), example, dynamic_shapes={
     "input_ids": {0: batch_dim, 1: seq_dim}, "attention_mask": {0: batch_dim, 1: seq_dim}})
 ops = Counter(str(node.target) for node in exported.graph.nodes if node.op == "call_function")
 print(f"{sum(ops.values())} operations; the most frequent:", ops.most_common(5))
+dropouts = [node for node in exported.graph.nodes if node.op == "call_function" and "dropout" in str(node.target)]
+train_flags = {bool(node.args[2]) if len(node.args) > 2 else bool(node.kwargs.get("train")) for node in dropouts}
+print(f"{len(dropouts)} dropout nodes, exported with train={sorted(train_flags)}: the identity in eval mode")
+assert train_flags <= {False}
 other = pad(test_ids, range(40, 45))  # another batch size and length than the example
 torch.testing.assert_close(exported.module()(**other).logits, fp32_logits[40:45], rtol=1e-4, atol=1e-4)
 print("the exported graph gives the same logits on a batch of another shape")
 
 # %% [markdown]
+# The graph still lists one `aten.dropout` per dropout layer of BERT, but with
+# `train=False`: in evaluation mode dropout passes its input through
+# unchanged, so these nodes are no-ops (the ONNX exporter below drops them).
+#
 # **ONNX** (Open Neural Network Exchange, 开放神经网络交换格式) is a file
 # format for such graphs that many runtimes read. PyTorch's new exporter
 # (`dynamo=True`) needs the `onnxscript` package, which this course does not
@@ -737,7 +975,7 @@ axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch",
         "logits": {0: "batch"}}  # the sizes that may change from call to call
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    publish(onnx_dir, lambda tmp: (
+    write_atomically(onnx_dir, lambda tmp: (
         torch.onnx.export(teacher, (example["input_ids"], example["attention_mask"]), tmp / onnx_path.name,
                           input_names=["input_ids", "attention_mask"], output_names=["logits"],
                           dynamic_axes=axes, opset_version=17, dynamo=False),
@@ -776,7 +1014,7 @@ table["ONNX fp32 (onnxruntime)"] = {"runtime": "onnxruntime", "size MB": megabyt
 # %% [markdown]
 # ONNX Runtime has its own dynamic quantization. It rewrites the graph: every
 # matrix multiplication and the embedding lookup get int8 weights, with the
-# activations quantized on the fly, the same idea as section 3. We ask for
+# activations quantized on the fly, the same idea as equation (3) in section 2. We ask for
 # one scale per output channel (`per_channel=True`), as in section 2; ONNX
 # Runtime's default is one scale per matrix.
 
@@ -785,8 +1023,16 @@ from onnxruntime.quantization import QuantType
 from onnxruntime.quantization import quantize_dynamic as ort_quantize_dynamic
 
 logging.getLogger().setLevel(logging.ERROR)  # hide onnxruntime's advice to pre-process the graph
-publish(onnx_dir, lambda tmp: ort_quantize_dynamic(onnx_path, tmp / onnx_int8_path.name,
-                                                             weight_type=QuantType.QInt8, per_channel=True))
+
+
+def add_int8_model(tmp: Path) -> None:
+    """The folder's new version: the float32 model and tokenizer again, plus the int8 model."""
+    for name in (onnx_path.name, "tokenizer.json"):
+        shutil.copy(onnx_dir / name, tmp / name)
+    ort_quantize_dynamic(onnx_path, tmp / onnx_int8_path.name, weight_type=QuantType.QInt8, per_channel=True)
+
+
+write_atomically(onnx_dir, add_int8_model)  # the folder is swapped as a whole
 session_int8 = ort.InferenceSession(str(onnx_int8_path), options, providers=["CPUExecutionProvider"])
 onnx_int8_logits = ort_logits(session_int8)
 table["ONNX int8 (onnxruntime)"] = {"runtime": "onnxruntime", "size MB": megabytes(onnx_int8_path),
@@ -797,7 +1043,7 @@ int8_ops = sorted({node.op_type for node in onnx.load(onnx_int8_path).graph.node
 print(f"{onnx_int8_path.name}: {megabytes(onnx_int8_path):.1f} MB, int8 operations {int8_ops}")
 print({k: f"{v:.3g}" if isinstance(v, float) else v for k, v in table["ONNX int8 (onnxruntime)"].items()})
 assert megabytes(onnx_int8_path) < megabytes(onnx_path) / 3
-assert not FULL or abs(table["ONNX int8 (onnxruntime)"]["accuracy"] - fp32_row["accuracy"]) < 0.02
+assert abs(table["ONNX int8 (onnxruntime)"]["accuracy"] - fp32_row["accuracy"]) < (0.02 if FULL else 0.1)
 
 # %% [markdown]
 # ### A prediction function that needs only onnxruntime and a tokenizer
@@ -862,7 +1108,7 @@ assert all(line.endswith(sentence) for line, sentence in zip(lines, sentences[:2
 # because they depend on the machine and its load.
 
 # %%
-order = ["fp32 fine-tuned BERT", "dynamic int8 (torch)", f"pruned {TABLE_SPARSITY:.0%} (torch)",
+order = ["fp32 fine-tuned BERT", "dynamic int8 (torchao)", f"pruned {TABLE_SPARSITY:.0%} (torch)",
          "ONNX fp32 (onnxruntime)", "ONNX int8 (onnxruntime)", "GRU student", "GRU student, distilled"]
 results = pd.DataFrame(table).T.loc[order]
 results["accuracy"] = results["accuracy"].astype(float).map(lambda a: f"{a:.1%}")
@@ -870,18 +1116,18 @@ results["size MB"] = results["size MB"].astype(float).round(1)
 results["latency ms"] = results["latency ms"].astype(float).round(1)
 print(f"{'smoke' if SMOKE else 'full'} setting, teacher: {why}; {len(y_test)} test snippets; "
       f"latency: batch of {LATENCY_BATCH}, median of {LATENCY_REPEATS}, {torch.get_num_threads()} thread(s)")
-results
+display(results)
 
 # %%
 size = {name: row["size MB"] for name, row in table.items()}
 acc = {name: row["accuracy"] for name, row in table.items()}
 fp32_name = "fp32 fine-tuned BERT"
-assert size["dynamic int8 (torch)"] < size[fp32_name] / 3 and size["ONNX int8 (onnxruntime)"] < size[fp32_name] / 3
+assert size["dynamic int8 (torchao)"] < size[fp32_name] / 3 and size["ONNX int8 (onnxruntime)"] < size[fp32_name] / 3
 assert abs(size["ONNX fp32 (onnxruntime)"] - size[fp32_name]) / size[fp32_name] < 0.02  # same weights, other format
 assert abs(acc["ONNX fp32 (onnxruntime)"] - acc[fp32_name]) <= 1 / len(y_test)  # same model, other runtime
 assert size["GRU student"] < size[fp32_name] / 8 and size["GRU student"] == size["GRU student, distilled"]
-assert not FULL or all(acc[fp32_name] - acc[name] < 0.02
-                       for name in ["dynamic int8 (torch)", "ONNX int8 (onnxruntime)"])
+assert all(abs(acc[fp32_name] - acc[name]) < (0.02 if FULL else 0.1)
+           for name in ["dynamic int8 (torchao)", "ONNX int8 (onnxruntime)"])
 
 # %%
 fig, ax = plt.subplots(figsize=(6.5, 3.4))
@@ -895,7 +1141,7 @@ ax.set_title("Size versus accuracy (marker area grows with latency)");
 # ## 8. Exercises
 #
 # Write each function, run its cell, then run the check below it: it prints
-# ✅ or ❌ with a hint and never stops the notebook.
+# [PASS] or [FAIL] with a hint and never stops the notebook.
 #
 # **07.1 Bytes on disk.** A float32 weight matrix of shape `(rows, cols)` is
 # stored either as float32, or as int8 with one float32 scale per row.
@@ -932,11 +1178,19 @@ def fake_quantize(w: torch.Tensor) -> torch.Tensor:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-w_q = torch.randn(32, 48, generator=torch.Generator().manual_seed(7))
-s_q = (w_q.abs().max() / 127).item()
-reference = torch.fake_quantize_per_tensor_affine(w_q, s_q, 0, -127, 127)  # PyTorch's fake quantization
-assert torch.equal(torch.round(w_q / s_q), torch.round(w_q * (1 / s_q)))  # no value near a rounding tie here
-check("07.2", lambda: fake_quantize(w_q), expected=reference, atol=1e-6,
+def matches_fake_quantize(fn):
+    generator = torch.Generator().manual_seed(7)
+    tensors = [torch.randn(32, 48, generator=generator), torch.randn(5, generator=generator) * 1000,
+               torch.randn(3, 4, 5, generator=generator), torch.tensor([0.0, 0.0, -2.5]), torch.tensor([4.2])]
+    for w in tensors:
+        s = (w.abs().max() / 127).item()
+        reference = torch.fake_quantize_per_tensor_affine(w, s, 0, -127, 127)  # PyTorch's fake quantization
+        got = fn(w)
+        assert got.shape == w.shape, f"shape {tuple(got.shape)} should be {tuple(w.shape)}"
+        torch.testing.assert_close(got, reference, atol=1e-6 * max(1.0, w.abs().max().item()), rtol=0)
+
+
+check("07.2", lambda: fake_quantize, test=matches_fake_quantize,
       hint="s = w.abs().max() / 127; q = round(w / s) clamped to [-127, 127]; return s * q")
 
 # %% [markdown]
@@ -995,11 +1249,90 @@ check("07.4", lambda: soft_target_loss(z_ex, v_ex, 3.0),
       hint="p = exp(z/T) / sum exp(z/T) for each row; KL = sum p_t * log(p_t / p_s); mean over rows; times T**2")
 
 # %% [markdown]
+# **07.5 · Find the bug: scales on the wrong axis.** A learner wrote the
+# int8 linear layer of equation (3) with a matrix `q_w` of shape
+# `(out, in)` and one scale per output row, `w_scale` of shape `(out, 1)`.
+# It runs, the shapes broadcast, and on a square layer the result is even
+# the right shape; yet it is wrong:
+
+# %%
+def int8_linear_buggy(x, q_w, w_scale, bias):
+    q_x, x_scale = quantize_activations(x)
+    sums = q_x.to(torch.int32) @ q_w.to(torch.int32).T
+    return sums.float() * x_scale * w_scale + bias
+
+
+square = nn.Linear(6, 6)
+q_sq, s_sq = quantize_rows(square.weight.detach())
+x_sq = torch.randn(6, 6, generator=torch.Generator().manual_seed(0))
+err = (int8_linear_buggy(x_sq, q_sq, s_sq, square.bias.detach()) - square(x_sq).detach()).abs().max().item()
+print(f"max |buggy int8 - float| on a 6 x 6 layer: {err:.2f}")
+
+# %% [markdown]
+# Write the corrected `int8_linear_fixed(x, q_w, w_scale, bias)` (same
+# arguments; `x` may have any number of leading axes). The check compares it
+# with the float layer it approximates on several shapes, including one token
+# and a square layer.
+
+# %% tags=["solution"]
+def int8_linear_fixed(x, q_w, w_scale, bias):
+    # BEGIN SOLUTION
+    q_x, x_scale = quantize_activations(x)
+    sums = q_x.to(torch.int32) @ q_w.to(torch.int32).T
+    return sums.float() * x_scale * w_scale.flatten() + bias  # one scale per output, i.e. per column here
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def close_to_float_layer(fn):
+    generator = torch.Generator().manual_seed(5)
+    for shape, n_in, n_out in [((6,), 6, 6), ((4, 6), 6, 6), ((1, 16), 16, 8), ((2, 3, 32), 32, 12)]:
+        layer = nn.Linear(n_in, n_out)
+        with torch.no_grad():
+            layer.weight.copy_(torch.randn(n_out, n_in, generator=generator) * torch.rand(n_out, 1, generator=generator))
+        x = torch.randn(*shape, generator=generator)
+        q_w, w_scale = quantize_rows(layer.weight.detach())
+        got, want = fn(x, q_w, w_scale, layer.bias.detach()), layer(x).detach()
+        assert got.shape == want.shape, f"shape {tuple(got.shape)} should be {tuple(want.shape)}"
+        error = (got - want).abs().max().item()
+        assert error < 0.05 * want.abs().max().item() + 0.02, f"input {shape}: max error {error:.3f} is too large"
+
+
+check("07.5", lambda: int8_linear_fixed, test=close_to_float_layer,
+      hint="sums has shape (..., out): which axis must the weight scales, shape (out, 1), line up with?")
+
+# %% [markdown]
+# **07.6 · Predict, then run: the file of a quantized layer.** Without running
+# anything, predict how many bytes `torch.save` writes for the state dict of
+# an `nn.Linear(1024, 1024)` after `torchao`'s int8 quantization (section 2):
+# the int8 weights, the float32 scales and the float32 bias, plus a few
+# kilobytes of bookkeeping you may ignore. Return your number; the cell then
+# quantizes a real layer, saves it and compares (within 3%).
+
+# %% tags=["solution"]
+def predicted_int8_layer_bytes() -> int:
+    # BEGIN SOLUTION
+    return 1024 * 1024 + 4 * 1024 + 4 * 1024  # int8 weights, one float32 scale per row, float32 bias
+    # END SOLUTION
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+layer_1024 = nn.Linear(1024, 1024)
+quantize_(layer_1024, Int8DynamicActivationInt8WeightConfig())
+saved = io.BytesIO()
+torch.save(layer_1024.state_dict(), saved)
+print(f"float32 would be {4 * 1024 * 1024 + 4 * 1024:,} bytes; the int8 file is {saved.tell():,} bytes")
+check("07.6", predicted_int8_layer_bytes, expected=saved.tell(), rtol=0.03, atol=0,
+      hint="1 byte per weight; 4 bytes for each of the 1,024 row scales; 4 bytes for each of the 1,024 biases")
+
+# %% [markdown]
 # ## Summary
 #
-# - **Quantization** stores weights as int8 plus a scale; per-row scales bound the error by half a step, and our hand-written version matches PyTorch's int8 weights exactly. Dynamic int8 quantization of the linear layers *and* the word embeddings makes MiniLM more than 3× smaller on disk; the table shows what it did to accuracy and latency on this machine.
+# - **Quantization** stores weights as int8 plus a scale; per-row scales bound the error by half a step (symmetric for weight matrices, with a zero point for the embedding table), and our hand-written versions match `torchao`'s int8 weights exactly. A quantized layer multiplies int8 by int8 with exact int32 sums and applies the two scales once; written by hand, it reproduces `torchao`'s output. Dynamic int8 quantization of the linear layers *and* the word embeddings makes MiniLM more than 3× smaller on disk; the table shows what it did to accuracy. `torchao.quantization.quantize_` replaces the deprecated `torch.ao.quantization.quantize_dynamic`: it swaps weights for quantized tensors instead of swapping modules.
 # - **Magnitude pruning** without retraining keeps accuracy at moderate sparsity and loses it when pushed hard (the curve above). Unstructured zeros do not shrink a dense file or speed up dense kernels; only a compressor sees them.
-# - **Knowledge distillation** trains a small student on the teacher's temperature-softened probabilities; the $T^2$ factor keeps the soft term's gradient independent of $T$. The table compares the student trained with and without the teacher.
+# - **Knowledge distillation** trains a small student on the teacher's temperature-softened probabilities; the $T^2$ factor keeps the soft term's gradient independent of $T$. Each student keeps its best epoch on the validation split; the comparison, over several seeds and against the interval of a test accuracy, is printed above.
 # - **Deployment**: `torch.export` captures the graph; the ONNX file runs in ONNX Runtime with the same logits, its int8 version is again more than 3× smaller, and `python -m labutils.sentiment --model model.int8.onnx "..."` classifies text offline with only onnxruntime and a tokenizer.
 #
 # **Glossary (术语):** model compression / 模型压缩 · quantization / 量化 ·
@@ -1019,5 +1352,5 @@ check("07.4", lambda: soft_target_loss(z_ex, v_ex, 3.0),
 # version of BERT" (2019); Wang et al., "MiniLM: Deep Self-Attention
 # Distillation for Task-Agnostic Compression of Pre-Trained Transformers"
 # (2020), the paper behind this course's BERT; Devlin et al., "BERT" (2019);
-# the PyTorch quantization and `torch.export` documentation and the ONNX
+# the `torchao` quantization and `torch.export` documentation and the ONNX
 # Runtime quantization guide (installed with the packages' docstrings).

@@ -200,8 +200,6 @@ def test_each_chapter_gets_the_data_packages_it_reads(stem):
     assert set(CHAPTER_DATA[chapter]) == used
 
 
-@pytest.mark.xfail(strict=False, reason="chapters adopt labutils.colab.first_cell(NN) as their first code "
-                   "cell later (the lead's step); this lists those that have not yet")
 def test_every_chapter_starts_with_the_colab_cell():
     import nbformat
 
