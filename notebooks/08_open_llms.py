@@ -1044,9 +1044,9 @@ assert 0.65 < kv_share < 0.75
 # cores can multiply, so decoding cannot be faster than
 #
 # $$
-# 	ext{tokens/s} \le 
-# rac{	ext{memory bandwidth (bytes/s)}}{	ext{bytes of weights}} .
-# 	ag{6}
+# \text{tokens/s} \le
+# \frac{\text{memory bandwidth (bytes/s)}}{\text{bytes of weights}} .
+# \tag{6}
 # $$
 #
 # The bandwidth is measured here, by copying a 256 MiB tensor (read once,
