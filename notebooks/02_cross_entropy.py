@@ -343,7 +343,7 @@ print("softmax: hand = autograd within 1e-12, = finite differences within 1e-8; 
 # %% [markdown]
 # For a linear model $z_i = \boldsymbol w\cdot\boldsymbol x_i + b$ the chain rule
 # adds one factor: $\partial J/\partial\boldsymbol w = \frac1N X^\top(\boldsymbol\pi - \boldsymbol y)$
-# and $\partial J/\partial b = \frac1N\sum_i(\pi_i - y_i)$. Section 7 trains the
+# and $\partial J/\partial b = \frac1N\sum_i(\pi_i - y_i)$. Section 8 trains the
 # spam filter with exactly these two lines.
 #
 # ## 5. Why not mean squared error?
