@@ -32,10 +32,10 @@
 #
 # **Prerequisites:** [02 · Cross-entropy](02_cross_entropy.ipynb) (the loss),
 # [05 · Attention](05_attention.ipynb) (what one encoder layer computes).
-# **Run time:** about 10 minutes on a quiet 2-core laptop CPU (about a minute
-# with `SMOKE = True`; well under a minute of training on a GPU). The run
-# saved here was made on a busy machine and took longer: section 8 prints
-# how long its training took, and the book's status page lists the whole run.
+# **Run time:** about 11 minutes on a 2-core laptop CPU (about a minute
+# with `SMOKE = True`). The run saved here was made on a machine that was
+# not quiet: section 8 prints how long its training took, and the book's
+# status page lists the whole run.
 
 # %%
 # On Google Colab, install the course first (see labutils.colab).
@@ -840,7 +840,9 @@ base = speed["this recipe"][0]
 print(f"{'':<32}{'tokens/s':>10} {'range':>13} {'vs recipe':>10} {'MFU':>6}")
 for name, (rate, low, high, share) in speed.items():
     print(f"{name:<32}{rate:>10.0f} {low:>6.0f}-{high:<6.0f} {rate / base:>9.2f}x {share:>6.0%}")
-assert all(0 < share < 1 for *_, share in speed.values())
+# near or even above 100% can happen (the peak is timed apart, perhaps on a busier moment);
+# far above it would mean the FLOP count or the peak is wrong
+assert all(0 < share < 1.5 for *_, share in speed.values())
 
 # %% [markdown]
 # Read the table from the top. The first row is this chapter's recipe and its
