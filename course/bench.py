@@ -93,7 +93,8 @@ def machine() -> dict[str, str]:
 def limits(table: Table) -> None:
     import torch
 
-    from labutils.sentiment.speed import matmul_flops, samples, spread
+    from labutils.sentiment.speed import matmul_flops, spread
+    from labutils.timing import samples
 
     n, repeats = (256, 2) if SMOKE else (2048, 7)
     # without native bf16 a 2048 matmul takes many seconds, single-threaded: probe small first
@@ -216,7 +217,8 @@ def loop_vs_trainer(table: Table) -> None:
 
     from labutils.data import length_bucketed_batches
     from labutils.sentiment import MAX_LEN, fine_tune
-    from labutils.sentiment.speed import samples, spread
+    from labutils.sentiment.speed import spread
+    from labutils.timing import samples
 
     tokenizer, model = load_classifier()
     steps, batch_size, repeats = (2, 8, 1) if SMOKE else (16, 32, 3)
@@ -272,7 +274,7 @@ def inference(table: Table) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from labutils.sentiment import collate
-    from labutils.sentiment.speed import samples
+    from labutils.timing import samples
 
     tokenizer, model = load_classifier()
     model.eval()
@@ -320,7 +322,8 @@ def inference(table: Table) -> None:
 def decoding(table: Table) -> None:
     import torch
 
-    from labutils.sentiment.speed import samples, spread
+    from labutils.sentiment.speed import spread
+    from labutils.timing import samples
 
     if SMOKE:  # a tiny random Llama: the code path, not the figure
         import transformers

@@ -44,6 +44,20 @@ def timed(
 
     ``device`` is where ``run`` queues its work; on CUDA and MPS the clock waits for it.
     """
+    return statistics.median(samples(run, device=device, warmup=warmup, repeats=repeats))
+
+
+def samples(
+    run: Callable[[], object],
+    *,
+    device: torch.device | str | None = None,
+    warmup: int = 1,
+    repeats: int = 5,
+) -> list[float]:
+    """Wall-clock seconds of each of ``repeats`` runs of ``run()``, after ``warmup`` untimed ones.
+
+    What :func:`timed` takes the median of, every time kept, so a spread can be shown.
+    """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
     for _ in range(warmup):
@@ -55,4 +69,4 @@ def timed(
         run()
         synchronize(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times

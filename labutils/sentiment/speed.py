@@ -18,30 +18,12 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from labutils.sentiment.recipe import autocast_dtype, make_scaler, parameter_groups, train_step
-from labutils.timing import synchronize
-
-
-def samples(run, *, repeats: int = 5, warmup: int = 1, device=None) -> list[float]:
-    """Wall-clock seconds of ``run()`` for each of ``repeats`` runs, after ``warmup`` untimed ones.
-
-    Like :func:`labutils.timing.timed`, but every time is kept, so the spread can be shown.
-    """
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return times
+from labutils.timing import samples
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
