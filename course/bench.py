@@ -7,8 +7,11 @@ inference throughput (torch float32 and int8, ONNX float32 and int8); SmolLM2 de
 against its bandwidth bound; and the course (each chapter's last full run, the venv size).
 Every figure is the median of several repetitions, with the range (min-max) beside it.
 
-It prints a table and writes a Markdown page for the book (``book/benchmark.md``). Nothing
-here is a pass/fail test. ``OML_BENCH_SMOKE=1`` shrinks every measurement to seconds (the
+It prints a table and writes the book's tables: ``book/_generated/benchmark/<section>.md``, one
+per section (SECTIONS) plus ``machine.md``, committed and included by the hand-written page
+``book/benchmark.md`` (its prose is translated; the tables are copied into the Chinese edition
+as they are). ``--only`` rewrites only the tables it measures (and ``machine.md``, which then says
+which). Nothing here is a pass/fail test. ``OML_BENCH_SMOKE=1`` shrinks every measurement to seconds (the
 test suite runs that); ``--smoke-runs`` also times each chapter's smoke run (about 10 minutes).
 Run it alone on the machine: ``flock /tmp/oml-heavy.lock make bench``.
 """
@@ -34,13 +37,15 @@ from pathlib import Path
 from course import notebooks as nbtools
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGE = ROOT / "book" / "benchmark.md"
+TABLES = ROOT / "book" / "_generated" / "benchmark"  # book/benchmark.md includes each file here
+# the sections, in the page's order: each is one table, TABLES / f"{section}.md", under its heading there
+SECTIONS = ("limits", "training", "trainer", "inference", "decoding", "course")
 SMOKE = os.environ.get("OML_BENCH_SMOKE", "0") == "1"
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 class Table:
-    """Rows of (section, measurement, value, range, note), printed and written as Markdown."""
+    """Rows of (section, measurement, value, range, note), printed and written as Markdown tables."""
 
     def __init__(self):
         self.rows: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
@@ -50,13 +55,11 @@ class Table:
         self.rows[section].append((name, value, spread, note))
         print(f"  {name:<44} {value:>14} {spread:>22}  {note}", flush=True)
 
-    def markdown(self) -> str:
-        parts = []
-        for section, rows in self.rows.items():
-            parts += [f"## {section}", "", "| measurement | median | range (min-max) | note |",
-                      "|---|---:|---:|---|"]
-            parts += [f"| {n} | {v} | {s} | {note} |" for n, v, s, note in rows] + [""]
-        return "\n".join(parts)
+    def markdown(self, section: str) -> str:
+        """One section's table (its heading and prose are book/benchmark.md's)."""
+        lines = ["| measurement | median | range (min-max) | note |", "|---|---:|---:|---|"]
+        lines += [f"| {n} | {v} | {s} | {note} |" for n, v, s, note in self.rows[section]]
+        return "\n".join(lines) + "\n"
 
 
 def si(value: float, unit: str) -> str:
@@ -104,9 +107,9 @@ def limits(table: Table) -> None:
         size = min(n, 512) if name == "bf16" and slow_bf16 else n
         flops = matmul_flops(dtype, n=size, repeats=3 if size < n else repeats)
         table.facts[f"peak {name}"] = spread(flops)[0]
-        table.add("The machine's limits", f"{name} matmul {size} x {size}", *ranged(flops, "FLOP/s"),
+        table.add("limits", f"{name} matmul {size} x {size}", *ranged(flops, "FLOP/s"),
                   "slow here: a smaller matmul" if size < n else "")
-    table.add("The machine's limits", "bf16 / fp32 matmul speed",
+    table.add("limits", "bf16 / fp32 matmul speed",
               f"{table.facts['peak bf16'] / table.facts['peak fp32']:.2f}x", "",
               "above 1 only where the CPU has native bf16 (avx512_bf16, AMX)")
     size = 2**20 if SMOKE else 2**26  # 256 MB per float32 array: far beyond every cache
@@ -114,9 +117,9 @@ def limits(table: Table) -> None:
     copy_rate = [2 * 4 * size / t for t in samples(lambda: c.copy_(a), repeats=repeats)]
     triad = [3 * 4 * size / t for t in samples(lambda: torch.add(a, b, alpha=3.0, out=c), repeats=repeats)]
     table.facts["bandwidth"] = spread(copy_rate)[0]
-    table.add("The machine's limits", f"memory copy ({4 * size / 1e6:.0f} MB)", *ranged(copy_rate, "B/s"),
+    table.add("limits", f"memory copy ({4 * size / 1e6:.0f} MB)", *ranged(copy_rate, "B/s"),
               "bytes read + written")
-    table.add("The machine's limits", "memory triad c = a + 3b", *ranged(triad, "B/s"),
+    table.add("limits", "memory triad c = a + 3b", *ranged(triad, "B/s"),
               "bytes read + written")
 
 
@@ -157,7 +160,7 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
     batches, _, _ = training_data(tokenizer, 8 if SMOKE else 32, steps)
     params = non_embedding_params(model)
     tokens = sum(inputs["input_ids"].numel() for inputs, _ in batches)
-    section = "Chapter 06's training step (MFU)"
+    section = "training"
     table.add(section, "non-embedding parameters", f"{params / 1e6:.2f}M", "",
               f"{steps} batches of {len(batches[0][1])}, {tokens / steps:.0f} padded tokens per step")
 
@@ -233,7 +236,7 @@ def loop_vs_trainer(table: Table) -> None:
         def _get_train_sampler(self, *args, **kwargs):
             return SequentialSampler(self.train_dataset)
 
-    section = "The course's loop against transformers.Trainer"
+    section = "trainer"
     precisions = ["fp32"] + (["bf16"] if table.facts["peak bf16"] > table.facts["peak fp32"] else [])
     if len(precisions) == 1:
         table.add(section, "bf16", "not compared", "", "bf16 matmuls are slower than fp32 on this CPU")
@@ -282,7 +285,7 @@ def inference(table: Table) -> None:
     _, data, _ = training_data(tokenizer, 1, 0)
     ids = tokenizer(list(data.x_test[:size]), truncation=True, max_length=64)["input_ids"]
     batch = collate(tokenizer, ids, list(range(size)))
-    section = "Inference (the same batch of test snippets)"
+    section = "inference"
     note = f"batch {size}, padded to {batch['input_ids'].shape[1]} tokens"
 
     def rate(run):
@@ -349,7 +352,7 @@ def decoding(table: Table) -> None:
     per_token = (spread(full)[0] - spread(first)[0]) / (new - 1)  # decoding only, the prompt's pass left out
     weights = sum({p.data_ptr(): p.numel() * p.element_size() for p in llm.parameters()}.values())
     bound = table.facts["bandwidth"] / weights
-    section = "Decoding (greedy, batch 1)"
+    section = "decoding"
     table.add(section, f"{name}: tokens/s", f"{1 / per_token:.1f} tok/s", "",
               f"({new} - 1 new tokens) minus the prompt pass")
     table.add(section, "bandwidth bound: copy bandwidth / weight bytes", f"{bound:.1f} tok/s", "",
@@ -375,7 +378,7 @@ def venv_sizes() -> tuple[float, list[tuple[str, float]]]:
 def course(table: Table, smoke_runs: bool) -> None:
     import nbformat
 
-    section = "The course"
+    section = "course"
     total = 0.0
     for py in nbtools.book_chapters():
         saved = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
@@ -405,26 +408,35 @@ def course(table: Table, smoke_runs: bool) -> None:
         table.add(section, f"  of which {name}", f"{bytes_ / 1e6:.0f} MB", "")
 
 
-def write_page(table: Table, about: dict[str, str], seconds: float, out: Path) -> None:
-    lines = ["# Benchmark (性能基准)", "",
-             "What this machine can do, measured, and how close the course's code comes to it. "
-             "Written by `make bench` (`python -m course bench`, see `course/bench.py`); every figure is "
-             "the median of several repetitions, with the range beside it. MFU (model FLOP/s utilisation) "
-             "is 6 x non-embedding parameters x padded tokens per second, divided by the measured matmul "
-             "peak of the same precision.", "",
-             "| machine | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in about.items()]
-    lines += [f"| date | {datetime.date.today().isoformat()} |",
-              f"| benchmark run time | {seconds:.0f} s{' (smoke setting)' if SMOKE else ''} |",
-              f"| load average at the end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |", "",
-              table.markdown()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines), encoding="utf-8")
+def write_tables(table: Table, about: dict[str, str], seconds: float, out: Path,
+                 only: list[str] | None = None) -> list[Path]:
+    """``out/machine.md`` and ``out/<section>.md`` for each section measured (book/benchmark.md
+    includes them); a table this run did not measure (``--only``) is left as it was."""
+    unknown = set(table.rows) - set(SECTIONS)
+    assert not unknown, f"sections {sorted(unknown)} are not in SECTIONS (and book/benchmark.md)"
+    rows = [f"| {k} | {v} |" for k, v in about.items()]
+    rows += [f"| date | {datetime.date.today().isoformat()} |",
+             f"| benchmark run time | {seconds:.0f} s{' (smoke setting)' if SMOKE else ''} |",
+             f"| load average at the end | {' '.join(f'{x:.2f}' for x in os.getloadavg())} |"]
+    if only is not None:
+        rows.append(f"| tables measured in this run | {', '.join(s for s in SECTIONS if s in table.rows)} |")
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"machine": "\n".join(["| machine | |", "|---|---|", *rows]) + "\n"}
+    files.update({section: table.markdown(section) for section in SECTIONS if section in table.rows})
+    written = []
+    for name, text in files.items():
+        path = out / f"{name}.md"
+        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(path)
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=PAGE, help=f"the Markdown page (default {PAGE})")
+    parser.add_argument("--out", type=Path, default=TABLES,
+                        help=f"the folder of the page's tables (default {TABLES.relative_to(ROOT)})")
     parser.add_argument("--smoke-runs", action="store_true", help="also time each chapter's smoke run")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections: training levers trainer inference decoding course, and compile "
@@ -449,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         decoding(table)
     if "course" in wanted:
         course(table, args.smoke_runs)
-    write_page(table, about, time.perf_counter() - start, args.out)
+    write_tables(table, about, time.perf_counter() - start, args.out, args.only or None)
     print(f"\nwrote {args.out} in {time.perf_counter() - start:.0f} s; facts: "
           + json.dumps({k: round(v, 3) for k, v in table.facts.items() if v < 1e3}))
     return 0

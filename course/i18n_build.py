@@ -30,7 +30,9 @@ from course.i18n import LANGUAGE, ROOT, Source
 BUILD_DIR = ROOT / "_build" / "zh"
 HEADINGS_FILE = "_i18n/headings.json"  # per page: Chinese heading -> English heading (anchors)
 META_KEY = "openmodelslab"
-LINKED = ("book/_static", "book/_ext")  # the site's assets and extensions, shared with English
+# the site's assets and extensions, and the generated tables a page includes (book/benchmark.md):
+# shared with English
+LINKED = ("book/_static", "book/_ext", "book/_generated")
 NOTE_TAG = "i18n-note"
 FONT_DIR = "_i18n/static"  # the course's CJK font as a web font, and the CSS that uses it
 FONT_FAMILY = "OML WenQuanYi Micro Hei"

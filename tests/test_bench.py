@@ -1,4 +1,7 @@
-"""`make bench` in its smoke setting: it runs every section and writes its page (no timing is judged)."""
+"""`make bench` in its smoke setting: it runs every section and writes the tables book/benchmark.md
+includes (no timing is judged)."""
+
+import re
 
 import pytest
 import torch
@@ -39,16 +42,43 @@ def test_step_rate_leaves_the_model_untouched(kw):
     assert model.bert.embeddings.word_embeddings.weight.requires_grad
 
 
-def test_smoke_bench_writes_its_page(tmp_path, monkeypatch):
+def included_tables() -> list[str]:
+    """The stems of book/_generated/benchmark/*.md that book/benchmark.md includes, in its order."""
+    page = (bench.ROOT / "book" / "benchmark.md").read_text(encoding="utf-8")
+    return re.findall(r"^```\{include\} _generated/benchmark/(\w+)\.md$", page, re.MULTILINE)
+
+
+def test_the_page_includes_every_table_the_bench_writes_and_they_are_committed():
+    assert included_tables() == ["machine", *bench.SECTIONS]
+    assert bench.TABLES == bench.ROOT / "book" / "_generated" / "benchmark"
+    assert sorted(p.stem for p in bench.TABLES.glob("*.md")) == sorted(included_tables())
+    for stem in bench.SECTIONS:  # only the table: its heading and prose are the page's (translated)
+        first = (bench.TABLES / f"{stem}.md").read_text(encoding="utf-8").splitlines()[0]
+        assert first == "| measurement | median | range (min-max) | note |", stem
+
+
+def test_smoke_bench_writes_the_tables_its_page_includes(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "SMOKE", True)
-    page = tmp_path / "benchmark.md"
-    assert bench.main(["--out", str(page)]) == 0
-    text = page.read_text(encoding="utf-8")
-    for heading in ["The machine's limits", "Chapter 06's training step (MFU)",
-                    "The course's loop against transformers.Trainer", "Inference", "Decoding", "The course"]:
-        assert f"## {heading}" in text, heading
-    for row in ["fp32 matmul", "memory copy", "recipe, fp32", "recipe, bf16 autocast", "loop / Trainer",
-                "ONNX Runtime int8", "bandwidth bound", "06_bert_finetuning: last full run",
-                "virtual environment"]:
-        assert row in text, row
-    assert "MFU" in text and "CPU flags" in text
+    assert bench.main(["--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}.md" for s in included_tables())
+    text = {p.stem: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.md")}
+    assert not any(line.startswith("#") for t in text.values() for line in t.splitlines())  # tables only
+    assert "CPU flags" in text["machine"] and "tables measured" not in text["machine"]
+    for section, row in [("limits", "fp32 matmul"), ("limits", "memory copy"), ("training", "recipe, fp32"),
+                         ("training", "recipe, bf16 autocast"), ("training", "MFU"),
+                         ("trainer", "loop / Trainer"), ("inference", "ONNX Runtime int8"),
+                         ("decoding", "bandwidth bound"), ("course", "06_bert_finetuning: last full run"),
+                         ("course", "virtual environment")]:
+        assert row in text[section], (section, row)
+
+
+def test_a_partial_run_rewrites_only_its_tables_and_says_so(tmp_path):
+    (tmp_path / "course.md").write_text("an earlier run's table\n", encoding="utf-8")
+    table = bench.Table()
+    table.add("limits", "fp32 matmul 8 x 8", "1 GFLOP/s")
+    written = bench.write_tables(table, {"CPU": "test"}, 1.0, tmp_path, only=["limits"])
+    assert sorted(p.name for p in written) == ["limits.md", "machine.md"]
+    assert "| tables measured in this run | limits |" in (tmp_path / "machine.md").read_text(encoding="utf-8")
+    assert (tmp_path / "course.md").read_text(encoding="utf-8") == "an earlier run's table\n"
+    rows = (tmp_path / "limits.md").read_text(encoding="utf-8").splitlines()
+    assert rows[2] == "| fp32 matmul 8 x 8 | 1 GFLOP/s |  |  |"
