@@ -204,6 +204,15 @@ def _strip_papermill(notebook) -> None:
 CELL_TIMEOUT = 3600
 
 
+def print_slowest_cells(name: str, notebook, count: int = 5) -> None:
+    """Print the cells that took longest (papermill's durations), so a run's time can be read."""
+    timed = [(cell.metadata.get("papermill", {}).get("duration") or 0.0, index, cell)
+             for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+    for seconds, index, cell in sorted(timed, key=lambda t: t[0], reverse=True)[:count]:
+        first_line = next((line for line in cell.source.splitlines() if line.strip()), "")
+        print(f"{name}: cell {index} took {seconds:.1f} s: {first_line[:70]}")
+
+
 def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | None = None,
             env: dict[str, str] | None = None) -> float:
     """Run one notebook with the course runner and return its run time in seconds.
@@ -239,6 +248,7 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
         ) from None
     partial.unlink(missing_ok=True)
     notebook = run.notebook
+    print_slowest_cells(py.name, notebook)
     _strip_papermill(notebook)
     import torch
 

@@ -28,8 +28,8 @@
 #
 # **Prerequisites:** [01 · Backpropagation](01_backpropagation.ipynb) (the chain
 # rule on a graph, gradient accumulation, vanishing gradients) and
-# [00 · Setup](00_setup_and_tour.ipynb). **Run time:** about 6 minutes on a
-# 2-core laptop CPU, most of it the two 6-epoch MNIST trainings of section 5
+# [00 · Setup](00_setup_and_tour.ipynb). **Run time:** about 3 minutes on a
+# 2-core laptop CPU, most of it the two MNIST trainings of section 5
 # (under a minute with `SMOKE = True`).
 
 # %%
@@ -63,7 +63,7 @@ SEED = 0
 TRAIN_SIZE = None         # MNIST training images (None = all 50,000)
 TEST_SIZE = None          # MNIST test images (None = all 10,000)
 VALID_SIZE = 10_000       # validation images scored after each epoch
-EPOCHS = 6                # epochs for the LeNet-style network
+EPOCHS = 3                # epochs for the LeNet-style network (and the MLP beside it)
 SEED_NET_EPOCHS = 1       # epochs for the seeds' small network
 BATCH_SIZE = 128
 MAX_LR = 4e-3             # peak learning rate of the one-cycle schedule
