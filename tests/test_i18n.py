@@ -217,6 +217,7 @@ def test_translated_headings_keep_the_english_anchors():
     assert site.heading_slug("别的标题") == "别的标题"
     assert 'href="../../notebooks/01.html"' in site.switch_link("zh_CN", "notebooks/01")
     assert 'href="../zh/notebooks/01.html"' in site.switch_link("en", "notebooks/01")
+    assert "location.hash" in site.switch_link("en", "notebooks/01")  # the section read carries over
 
 
 def test_a_translated_page_is_rebuilt_from_its_blocks(tmp_path, monkeypatch):

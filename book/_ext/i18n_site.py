@@ -88,8 +88,10 @@ def switch_link(language: str, pagename: str) -> str:
     root, label, code = OTHER.get(language, OTHER["en"])
     up = "../" * pagename.count("/")
     href = f"{up}{root}{pagename}.html"
-    return (f'<p class="oml-language-switch"><a href="{escape(href)}" hreflang="{code}" lang="{code}">'
-            f"{label}</a></p>\n")
+    # both languages give a heading the same anchor, so the section being read carries over
+    keep_section = "this.href = this.href.split('#')[0] + location.hash"
+    return (f'<p class="oml-language-switch"><a href="{escape(href)}" hreflang="{code}" lang="{code}" '
+            f'onclick="{keep_section}">{label}</a></p>\n')
 
 
 def _add_switch(app, pagename, templatename, context, doctree) -> None:
