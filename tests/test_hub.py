@@ -156,6 +156,10 @@ def hub(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        try:  # the hub's services (the idle culler) run in the hub's own session and process group
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         for pid in _processes_under(base) + proxy:  # whatever did not stop with the hub
             try:
                 os.kill(pid, signal.SIGKILL)
