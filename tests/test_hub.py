@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import nbformat
 import pytest
 
 from course.workspace import chapter_sources
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PROXY = ROOT.joinpath("deploy", "proxy", "node_modules", "configurable-http-proxy", "bin",
@@ -65,12 +65,6 @@ c.Spawner.environment["OML_OUTPUT_DIR"] = {outputs!r}
 c.JupyterHub.services.append({{"name": "test-teacher", "api_token": {admin!r}}})
 c.JupyterHub.load_roles.append({{"name": "admin", "services": ["test-teacher"]}})
 '''
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Hub:
@@ -116,11 +110,11 @@ def hub(tmp_path_factory):
     state, homes, outputs = base / "state", base / "homes", base / "outputs"
     for folder in (state, homes, outputs):
         folder.mkdir()
-    port, admin = _free_port(), uuid.uuid4().hex
+    port, admin = free_port(), uuid.uuid4().hex
     config = base / "test_config.py"
     config.write_text(TEST_CONFIG.format(
         deploy=str(ROOT / "deploy" / "jupyterhub_config.py"), passwords=PASSWORDS, homes=str(homes),
-        port=port, hub_port=_free_port(), api_port=_free_port(), outputs=str(outputs), admin=admin,
+        port=port, hub_port=free_port(), api_port=free_port(), outputs=str(outputs), admin=admin,
     ))
     env = {**os.environ, "OML_HUB_STATE": str(state), "OML_COURSE_ROOT": str(ROOT), "OMP_NUM_THREADS": "1"}
     env.pop("OML_WORKSPACE", None)

@@ -5,8 +5,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -16,16 +14,11 @@ from pathlib import Path
 import pytest
 
 from course.workspace import lab_command, prepare
+from tests.servers import start_lab, stop_lab
 from tests.test_book import CHROMIUM_ARGS, _chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "oml-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,29 +31,13 @@ def zh_lab(tmp_path_factory):
     argv, env = lab_command(workspace, language="zh_CN")
     env = {**env, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / ".jupyter"),
            "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    port = _free_port()
-    process = subprocess.Popen([*argv, "--allow-root", "--no-browser", f"--port={port}",
-                                f"--ServerApp.token={TOKEN}"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{base}/api/status?token={TOKEN}", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("JupyterLab did not start within 60 s")
-        yield base, workspace
+        process, base = start_lab([*argv, "--allow-root"], env, TOKEN)
+        try:
+            yield base, workspace
+        finally:  # the browser test opened a notebook: the shutdown stops its kernel, then the server
+            stop_lab(process, base, TOKEN)
     finally:
-        try:  # the browser test opened a notebook: stop its kernel first, then the server
-            urllib.request.urlopen(urllib.request.Request(
-                f"{base}/api/shutdown?token={TOKEN}", method="POST"), timeout=10)
-            process.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            process.kill()
-            process.wait(timeout=30)
         shutil.rmtree(workspace, ignore_errors=True)
 
 

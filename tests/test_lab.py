@@ -2,45 +2,26 @@
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.servers import start_lab, stop_lab
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_lab(tmp_path_factory, argv=None, env=None):
-    port, token = _free_port(), "oml-test"
+    token = "oml-test"
     home = tmp_path_factory.mktemp("home")  # an empty home: settings must come from the project
     argv = argv or [str(Path(sys.executable).with_name("jupyter")), "lab", f"--ServerApp.root_dir={ROOT}",
                     "--allow-root"]
     env = {**(env or os.environ), "HOME": str(home), "JUPYTER_CONFIG_PATH": str(ROOT / ".jupyter"),
            "JUPYTER_CONFIG_DIR": str(home / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
-    process = subprocess.Popen(
-        [*argv, "--no-browser", f"--port={port}", f"--ServerApp.token={token}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        process.kill()
-        pytest.fail("JupyterLab did not start within 60 s")
+    process, base = start_lab(argv, env, token)
+
     def call(path, method="GET", body=None):
         url = f"{base}{path}{'&' if '?' in path else '?'}token={token}"
         data = None if body is None else json.dumps(body).encode()
@@ -48,9 +29,10 @@ def _start_lab(tmp_path_factory, argv=None, env=None):
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         return json.load(urllib.request.urlopen(request))
 
-    yield call
-    process.terminate()
-    process.wait(timeout=30)
+    try:
+        yield call
+    finally:
+        stop_lab(process, base, token)
 
 
 @pytest.fixture(scope="module")
