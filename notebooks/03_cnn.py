@@ -27,7 +27,7 @@
 # - separate, with a controlled experiment, what initialisation and what skip connections each do for a deep network.
 #
 # **Prerequisites:** [01 · Backpropagation](01_backpropagation.ipynb) (the chain
-# rule on a graph, gradient accumulation, vanishing gradients) and
+# rule on a graph, the sum over a value's uses, vanishing gradients) and
 # [00 · Setup](00_setup_and_tour.ipynb). **Run time:** about 3 minutes on a
 # 2-core laptop CPU, most of it the two MNIST trainings of section 5
 # (under a minute with `SMOKE = True`).
@@ -373,7 +373,7 @@ assert count_parameters(lenet) < count_parameters(mlp) and conv_part < 0.1 * cou
 # ## 2. The gradient of a convolution is a convolution
 #
 # In chapter 01 a variable used in several places of the graph received the
-# *sum* of the gradients from each use (gradient accumulation). A kernel
+# *sum* of the gradients from each use (the chain rule over every path). A kernel
 # weight $w_{o,c,u,v}$ is used at every output position $(i, j)$ of (1), so
 # with $g = \partial L/\partial y$ coming back from the layers above, the
 # chain rule gives
@@ -464,7 +464,7 @@ print("gradcheck of conv2d_unfold (stride 2, padding 1):", passed)
 #
 # The gradient is **routed** to the winner of each window; the other inputs
 # get 0. When windows overlap ($s < k$) one input can win several windows and
-# receives the *sum* of their gradients, the accumulation of chapter 01. At a
+# receives the *sum* of their gradients, the sum over uses of chapter 01. At a
 # **tie** the maximum is not differentiable (any split of $g$ between the
 # tied inputs is a valid subgradient); PyTorch gives all of it to one input,
 # the first maximum in the window's row-by-row order, and so does

@@ -422,8 +422,8 @@ torch.testing.assert_close(c_hand, c_torch[0])
 # with the weights stacked in the order $r, z, n$. When $\boldsymbol{z}_t \approx 1$
 # the state is copied forward unchanged, the GRU's version of the LSTM's
 # cell. A GRU has three weight blocks where an LSTM has four, so it is about
-# 25% smaller and faster; on many tasks they do equally well. You will write
-# equation (4) yourself in exercise 04.2. The classifier below uses a GRU.
+# 25% smaller and faster; on many tasks they do equally well. The classifier
+# below uses a GRU.
 
 # %%
 for name, layer in {"RNN": nn.RNN(64, 128), "GRU": nn.GRU(64, 128), "LSTM": nn.LSTM(64, 128)}.items():

@@ -24,7 +24,7 @@
 #
 # By the end you will be able to:
 #
-# - find where an open model's weights come from, its licence, and count its configuration from the loaded object;
+# - find where an open model's weights come from, its licence, and read its configuration from the loaded object;
 # - explain WordPiece tokenization: `[CLS]`, `[SEP]`, `##` pieces, attention masks, padding and truncation;
 # - write a fine-tuning loop by hand: AdamW with two kinds of parameter groups, linear warm-up and decay, gradient clipping, dynamic padding, mixed precision (bfloat16, or float16 with a gradient scaler) on a GPU;
 # - choose the checkpoint on a validation split, then evaluate the test set once, with accuracy, F1, a confusion matrix and a 95% interval, and read the most confident mistakes;

@@ -446,7 +446,7 @@ print("equations (1) and (2) by hand reproduce torchao's int8 weights exactly")
 # $$
 #
 # Each product of two int8 numbers fits in 16 bits, and a sum of 1,536 of
-# them needs at most $\lceil\log_2(1536 \cdot 128^2)\rceil + 1 = 26$ bits: the
+# them (the widest input of any linear layer here; this one sums 384) needs at most $\lceil\log_2(1536 \cdot 128^2)\rceil + 1 = 26$ bits: the
 # sum is exact in int32. The floats come back only at the end, with one
 # multiplication per output. Below, the real activations entering that
 # feed-forward layer (caught with a forward hook on 8 test snippets) go
