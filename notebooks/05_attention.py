@@ -1194,7 +1194,7 @@ check("05.4", lambda: positional_encoding, test=test_positional_encoding,
 # 2017), the paper the seeds cite for the Transformer; Devlin et al., "BERT:
 # Pre-training of Deep Bidirectional Transformers for Language Understanding"
 # (NAACL 2019); Clark et al., "What Does BERT Look At? An Analysis of BERT's
-# Attention" (BlackboxNLP 2019), on heads like the ones in section 7;
+# Attention" (BlackboxNLP 2019), on heads like the ones in section 8;
 # Goodfellow, Bengio and Courville, *Deep Learning* (MIT Press, 2016), chapter 10;
 # Dive into Deep Learning (动手学深度学习), chapter "Attention Mechanisms and Transformers".
 

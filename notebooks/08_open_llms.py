@@ -242,7 +242,7 @@ print(f"vocabularies: BPE {len(tokenizer):,} tokens, WordPiece {len(bert_tokeniz
 # ## 3. Next-token probabilities
 #
 # For a prompt of $t$ tokens the model outputs one vector of $V$ **logits**
-# (未归一化得分) per position; the last one scores every candidate for token
+# (对数几率, unnormalised scores) per position; the last one scores every candidate for token
 # $t+1$. The softmax turns scores into probabilities:
 #
 # $$
@@ -1652,7 +1652,7 @@ check("08.4", predicted_lora_parameters, expected=counted_lora, atol=0, rtol=0,
 #
 # **Glossary (术语):** large language model / 大语言模型 · token / 词元 ·
 # tokenizer / 分词器 · byte-pair encoding (BPE) / 字节对编码 · WordPiece / WordPiece 分词 ·
-# logits / 未归一化得分 (logits) · decoding / 解码 · greedy decoding / 贪心解码 ·
+# logits / 对数几率 · decoding / 解码 · greedy decoding / 贪心解码 ·
 # temperature / 温度 · top-k sampling / top-k 采样 · nucleus (top-p) sampling / 核采样 ·
 # chat template / 对话模板 · KV cache / 键值缓存 · perplexity / 困惑度 · surprisal / 惊异度 ·
 # entropy / 熵 · dequantisation / 反量化 · FLOPs / 浮点运算量 · memory bandwidth / 内存带宽 ·

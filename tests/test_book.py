@@ -131,9 +131,10 @@ def server(site):
 @pytest.mark.parametrize("page, needs", [
     ("book/intro", ("math",)),
     ("notebooks/00_setup_and_tour", ("math", "widget", "diagram", "image")),
-    # the Chinese site: two chapters in the edition, and search in Chinese
+    # the Chinese site: three chapters of the edition, and search in Chinese
     ("zh/notebooks/00_setup_and_tour", ("math", "widget", "diagram", "image", "cjk")),
     ("zh/notebooks/01_backpropagation", ("math", "image", "cjk")),
+    ("zh/notebooks/04_rnn", ("math", "image", "cjk")),
     ("zh/search", ("search",)),
 ])
 def test_site_renders_in_chromium(server, zh_site, page, needs):
