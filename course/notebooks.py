@@ -256,6 +256,8 @@ def execute(py: Path, mode: str, out: Path | None = None, parameters: dict | Non
         "execution": {
             "mode": mode,
             "seconds": round(run.seconds, 1),
+            # the kernel process's peak resident memory (its child processes not counted)
+            "peak_memory_mb": None if run.peak_memory_mb is None else round(run.peak_memory_mb),
             "date": datetime.date.today().isoformat(),
             "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}",
             "torch": torch.__version__,
@@ -280,12 +282,14 @@ def book_chapters() -> list[Path]:
 
 def status_table(out: Path) -> None:
     """Markdown table of the last full run of each chapter in the book, read from the saved notebooks."""
-    rows = ["| chapter | full run | date | machine |", "|---|---|---|---|"]
+    rows = ["| chapter | full run | peak memory (kernel) | date | machine |", "|---|---|---|---|---|"]
     for py in book_chapters():
         saved = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
         run = saved.metadata.get(META_KEY, {}).get("execution", {})
         link = f"[{py.stem}](../notebooks/{py.stem}.ipynb)"
-        rows.append(f"| {link} | {format_seconds(run.get('seconds'))} | {run.get('date', '?')} | "
+        peak = run.get("peak_memory_mb")
+        rows.append(f"| {link} | {format_seconds(run.get('seconds'))} | "
+                    f"{f'{peak:,.0f} MB' if peak else 'not recorded'} | {run.get('date', '?')} | "
                     f"{run.get('machine', '?')} |")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(rows) + "\n", encoding="utf-8")

@@ -29,6 +29,7 @@ class Run:
 
     notebook: Any
     seconds: float
+    peak_memory_mb: float | None = None  # the kernel process's peak resident memory (Linux only)
 
 
 POLL_SLICE = 1.0  # seconds: the longest a missed wake-up can delay a message (see _PollingChannel)
@@ -67,8 +68,22 @@ def _polling_client_class():
     return PollingKernelClient
 
 
-def _kernel_manager(extra_env: dict[str, str]):
-    """A kernel manager class whose kernels start with ``os.environ`` plus ``extra_env``."""
+def kernel_peak_memory_mb(pid: int | None) -> float | None:
+    """The peak resident memory (VmHWM) of process ``pid`` so far, in MB; None where unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024 / 1e6  # the kernel reports kB (KiB)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _kernel_manager(extra_env: dict[str, str], peaks: list[float] | None = None):
+    """A kernel manager class whose kernels start with ``os.environ`` plus ``extra_env``.
+
+    Just before a kernel is shut down, its peak memory is appended to ``peaks`` (if given).
+    """
     from jupyter_client.manager import AsyncKernelManager
 
     client_class = _polling_client_class()
@@ -80,6 +95,12 @@ def _kernel_manager(extra_env: dict[str, str]):
         async def start_kernel(self, **kw: Any) -> None:
             kw["env"] = {**os.environ, **(kw.get("env") or {}), **extra_env}
             await super().start_kernel(**kw)
+
+        async def shutdown_kernel(self, *args: Any, **kw: Any) -> None:
+            peak = kernel_peak_memory_mb(getattr(self.provisioner, "pid", None))
+            if peaks is not None and peak is not None:
+                peaks.append(peak)
+            await super().shutdown_kernel(*args, **kw)
 
     return KernelManagerWithEnv
 
@@ -113,10 +134,10 @@ def run_notebook(
     kernel_env = {"OML_LIVE_PLOT": "0", **(env or {})}
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    start, peaks = time.perf_counter(), []
     executed = papermill.execute_notebook(
         notebook, None if out is None else str(out), parameters=parameters or None,
         cwd=str(cwd or default_cwd), kernel_name="python3", progress_bar=False, log_output=False,
-        execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager(kernel_env),
+        execution_timeout=cell_timeout, kernel_manager_class=_kernel_manager(kernel_env, peaks),
     )
-    return Run(executed, time.perf_counter() - start)
+    return Run(executed, time.perf_counter() - start, max(peaks, default=None))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from queue import Empty
 
 import pytest
@@ -70,3 +71,15 @@ def test_a_timeout_still_raises_empty(monkeypatch):
 def test_kernels_of_the_runner_use_the_polling_channels():
     client = runner._kernel_manager({})().client()
     assert client.shell_channel_class.__name__ == client.iopub_channel_class.__name__ == "_PollingChannel"
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is read from Linux's /proc")
+def test_a_run_records_the_kernels_peak_memory():
+    import nbformat
+
+    allocate = "import numpy as np\nblock = np.ones(300_000_000 // 8)\ndel block"  # 300 MB, then freed
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(allocate)])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    run = runner.run_notebook(notebook, None)
+    assert run.peak_memory_mb is not None and run.peak_memory_mb > 300, run.peak_memory_mb
+    assert runner.kernel_peak_memory_mb(None) is None  # no process: unknown, not zero
