@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import copy
 import datetime
+import functools
 import io
 import json
 import os
@@ -125,18 +126,26 @@ def limits(table: Table) -> None:
 
 # --- chapter 06's training step ----------------------------------------------------------------
 
+@functools.cache
+def rotten_tomatoes():
+    """Chapter 06's split of the Rotten Tomatoes snippets (seed 0), read once for every section."""
+    from labutils.data import load_rotten_tomatoes
+
+    return load_rotten_tomatoes(test_size=1000, seed=0)
+
+
 def training_data(tokenizer, batch_size: int, count: int):
     """The first ``count`` length-bucketed batches of chapter 06's training snippets (seed 0)."""
     import torch
 
-    from labutils.data import length_bucketed_batches, load_rotten_tomatoes
+    from labutils.data import length_bucketed_batches
     from labutils.sentiment import MAX_LEN, collate
 
-    data = load_rotten_tomatoes(test_size=1000, seed=0)
+    data = rotten_tomatoes()
     ids = tokenizer(list(data.x_train), truncation=True, max_length=MAX_LEN)["input_ids"]
     lengths = torch.tensor([len(i) for i in ids])
     chosen = length_bucketed_batches(lengths, batch_size, torch.Generator().manual_seed(0))[:count]
-    return [(collate(tokenizer, ids, b), data.y_train[b]) for b in chosen], data, ids
+    return [(collate(tokenizer, ids, b), data.y_train[b]) for b in chosen]
 
 
 def load_classifier():
@@ -157,7 +166,7 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
 
     tokenizer, model = load_classifier()
     steps, repeats = (1, 1) if SMOKE else (8, 3)
-    batches, _, _ = training_data(tokenizer, 8 if SMOKE else 32, steps)
+    batches = training_data(tokenizer, 8 if SMOKE else 32, steps)
     params = non_embedding_params(model)
     tokens = sum(inputs["input_ids"].numel() for inputs, _ in batches)
     section = "training"
@@ -225,10 +234,11 @@ def loop_vs_trainer(table: Table) -> None:
 
     tokenizer, model = load_classifier()
     steps, batch_size, repeats = (2, 8, 1) if SMOKE else (16, 32, 3)
-    _, data, ids = training_data(tokenizer, batch_size, 0)
+    data = rotten_tomatoes()
     texts, labels = list(data.x_train[: steps * batch_size]), data.y_train[: steps * batch_size]
+    ids = tokenizer(texts, truncation=True, max_length=MAX_LEN)["input_ids"]  # as fine_tune tokenizes them
     # the Trainer gets fine_tune's own batches, in fine_tune's order (seed 0), read sequentially
-    lengths = torch.tensor([len(i) for i in ids[: len(texts)]])
+    lengths = torch.tensor([len(i) for i in ids])
     order = torch.cat(length_bucketed_batches(lengths, batch_size, torch.Generator().manual_seed(0))).tolist()
     items = [{"input_ids": ids[i][:MAX_LEN], "labels": int(labels[i])} for i in order]
 
@@ -282,8 +292,7 @@ def inference(table: Table) -> None:
     tokenizer, model = load_classifier()
     model.eval()
     size, repeats = (8, 2) if SMOKE else (64, 5)
-    _, data, _ = training_data(tokenizer, 1, 0)
-    ids = tokenizer(list(data.x_test[:size]), truncation=True, max_length=64)["input_ids"]
+    ids = tokenizer(list(rotten_tomatoes().x_test[:size]), truncation=True, max_length=64)["input_ids"]
     batch = collate(tokenizer, ids, list(range(size)))
     section = "inference"
     note = f"batch {size}, padded to {batch['input_ids'].shape[1]} tokens"
