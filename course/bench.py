@@ -5,6 +5,8 @@ bfloat16 and the memory bandwidth (the limits); chapter 06's training step as MF
 precisions, and each speed lever on its own; the course's loop against transformers.Trainer;
 inference throughput (torch float32 and int8, ONNX float32 and int8); SmolLM2 decoding
 against its bandwidth bound; and the course (each chapter's last full run, the venv size).
+``--only recipe`` (about 20 minutes, not in the default run) fine-tunes chapter 06's model once
+per recipe variant and reports each one's validation accuracy and training time.
 Every figure is the median of several repetitions, with the range (min-max) beside it.
 
 It prints a table and writes the book's tables: ``book/_generated/benchmark/<section>.md``, one
@@ -40,7 +42,7 @@ from course import notebooks as nbtools
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = ROOT / "book" / "_generated" / "benchmark"  # book/benchmark.md includes each file here
 # the sections, in the page's order: each is one table, TABLES / f"{section}.md", under its heading there
-SECTIONS = ("limits", "training", "trainer", "inference", "decoding", "course")
+SECTIONS = ("limits", "training", "recipe", "trainer", "inference", "decoding", "course")
 SMOKE = os.environ.get("OML_BENCH_SMOKE", "0") == "1"
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -205,6 +207,56 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
         name, value, range_, note = table.rows[section][-1]
         ratio = table.facts[label] / base
         table.rows[section][-1] = (name, value, range_, f"{ratio:.2f}x recipe fp32; {note}")
+
+
+# --- chapter 06's recipe, one change at a time: validation accuracy and training time ------------
+
+# each variant changes one thing in fine_tune's defaults (chapter 06's recipe); "frozen_layers" and
+# "dropout" are set on the model before fine_tune is called
+RECIPE_VARIANTS = [("chapter 06's recipe (2 epochs)", {}),
+                   ("1 epoch", {"epochs": 1}),
+                   ("embeddings and bottom 2 encoder layers frozen", {"frozen_layers": 2})]
+
+
+def recipe_variants(table: Table) -> None:
+    """Chapter 06's fine-tuning, and each variant, scored on chapter 06's validation split (the
+    test set is not read): what a lever buys in accuracy and what it costs in training time."""
+    import torch
+
+    from labutils.sentiment import fine_tune
+    from labutils.stats import binomial_half_width
+
+    data = rotten_tomatoes()
+    carve = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))  # as chapter 06
+    valid, train = (carve[:32], carve[32:128]) if SMOKE else (carve[:1000], carve[1000:])
+    texts, labels = [data.x_train[i] for i in train], data.y_train[train]
+    valid_texts, valid_labels = [data.x_train[i] for i in valid], data.y_train[valid]
+    section, base = "recipe", None
+    for label, change in RECIPE_VARIANTS:
+        change = dict(change)
+        tokenizer, model = load_classifier()
+        frozen = change.pop("frozen_layers", 0)
+        if frozen:  # no gradient below the first trained layer: the backward pass stops there
+            model.bert.embeddings.requires_grad_(False)
+            model.bert.encoder.layer[:frozen].requires_grad_(False)
+        if "dropout" in change:
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = change["dropout"]
+            del change["dropout"]
+        if SMOKE:
+            change["batch_size"] = change.get("batch_size", 32) // 4
+        history = fine_tune(model, tokenizer, texts, labels, valid_texts=valid_texts,
+                            valid_labels=valid_labels, progress=not SMOKE, **change)
+        acc = history.valid_accuracy[history.best_epoch - 1]
+        base = acc if base is None else base
+        vs = "" if acc == base else f"{100 * (acc - base):+.1f} points vs the recipe; "
+        table.add(section, label, f"{acc:.1%} valid", f"{history.seconds / 60:.1f} min",
+                  f"{vs}{len(history)} steps, {history.seconds / len(history):.2f} s/step, "
+                  f"epoch {history.best_epoch} kept")
+    table.add(section, "95% interval of one validation accuracy",
+              f"±{binomial_half_width(base, len(valid)):.1%}", "",
+              f"{len(valid)} validation snippets: a difference inside it is not evidence")
 
 
 # --- the course's loop against transformers.Trainer ----------------------------------------------
@@ -448,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"the folder of the page's tables (default {TABLES.relative_to(ROOT)})")
     parser.add_argument("--smoke-runs", action="store_true", help="also time each chapter's smoke run")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="sections: training levers trainer inference decoding course, and compile "
-                             "(slow, not in the default run); the limits always run")
+                        help="sections: training levers trainer inference decoding course, and the slow ones "
+                             "not in the default run, compile and recipe; limits run when one needs them")
     args = parser.parse_args(argv)
     wanted = set(args.only or ["limits", "training", "levers", "trainer", "inference", "decoding", "course"])
     import torch
@@ -459,9 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     start, table, about = time.perf_counter(), Table(), machine()
     print("\n".join(f"{k}: {v}" for k, v in about.items()), flush=True)
-    limits(table)  # every other section divides by these
+    if wanted - {"recipe", "inference", "course"}:
+        limits(table)  # training, levers, compile, trainer and decoding divide by these
     if wanted & {"training", "levers", "compile"}:
         training(table, levers="levers" in wanted, compile_="compile" in wanted)
+    if "recipe" in wanted:
+        recipe_variants(table)
     if "trainer" in wanted:
         loop_vs_trainer(table)
     if "inference" in wanted:

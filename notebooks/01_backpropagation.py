@@ -78,6 +78,7 @@ if SMOKE:
 print(f"SMOKE={SMOKE}: {N_SAMPLES} points, {EPOCHS} epochs, hidden width {HIDDEN}")
 
 # %%
+import inspect
 import itertools
 import math
 import random
@@ -93,6 +94,7 @@ from tqdm.auto import tqdm
 
 from labutils import check, get_device, seed_everything
 from labutils.plot import LivePlot
+from labutils.stats import binomial_half_width
 
 print("seed:", seed_everything(SEED))
 # With matrices this small (at most 32 x 800), splitting each product over
@@ -1118,11 +1120,7 @@ ax.plot(range(1, EPOCHS + 1), adam_losses, label="torch.optim.Adam (lr 0.01)")
 ax.set_xlabel("epoch"), ax.set_ylabel("training loss"), ax.set_yscale("log"), ax.legend();
 
 # %%
-def binomial_half_width(acc, n):
-    """Half the width of the normal-approximation 95% interval of an accuracy measured on n examples."""
-    return 1.96 * math.sqrt(acc * (1 - acc) / n)
-
-
+print(inspect.getsource(binomial_half_width))  # labutils.stats: chapters 03, 04, 06 and 07 use it too
 n_test_points = y_test.shape[1]
 for name, acc in (("hand-written SGD", acc_after), ("torch SGD", sgd_acc), ("Adam", adam_acc)):
     print(f"{name:>16}: test accuracy {acc:.1%} ± {binomial_half_width(acc, n_test_points):.1%} "

@@ -98,6 +98,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from labutils import check, get_device, seed_everything
 from labutils.data import load_digits, load_mnist
 from labutils.plot import heatmap, show_images
+from labutils.stats import binomial_half_width
 from labutils.train import accuracy, fit
 
 print("seed:", seed_everything(SEED))
@@ -847,11 +848,6 @@ mlp_history = fit(mlp_model, train_batches, mlp_optimizer, nn.CrossEntropyLoss()
                   scheduler=mlp_schedule, evaluate=lambda m: {"valid_acc": accuracy(m, valid_loader)},
                   title="MLP on MNIST, same recipe")
 mlp_accuracy = accuracy(mlp_model, test_loader)
-
-
-def binomial_half_width(acc, n):
-    """Half the width of the normal-approximation 95% interval of an accuracy measured on n examples."""
-    return 1.96 * (acc * (1 - acc) / n) ** 0.5
 
 
 n_test = len(mnist.y_test)

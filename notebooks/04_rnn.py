@@ -107,6 +107,7 @@ from labutils import check, get_device, seed_everything
 from labutils.data import chinese_reviews_quality, length_bucketed_batches, load_chinese_reviews
 from labutils.plot import LivePlot, heatmap
 from labutils.rnn import bidirectional_outputs, last_valid_step, reverse_within_length
+from labutils.stats import binomial_interval
 
 torch.set_num_threads(TORCH_THREADS)
 print("seed:", seed_everything(SEED))
@@ -1024,11 +1025,6 @@ for seed, result in chosen.items():
 # $p \pm 1.96$ of it, about ±1.3 points here.
 
 # %%
-def binomial_interval(p, n):
-    half = 1.96 * math.sqrt(p * (1 - p) / n)
-    return p - half, p + half
-
-
 test_results = {}
 for seed, result in chosen.items():
     result["model"].load_state_dict(result["best"]["state"])

@@ -33,9 +33,8 @@
 # **Prerequisites:** [02 · Cross-entropy](02_cross_entropy.ipynb) (the loss),
 # [05 · Attention](05_attention.ipynb) (what one encoder layer computes).
 # **Run time:** about 11 minutes on a 2-core laptop CPU (about a minute
-# with `SMOKE = True`). The run saved here was made on a machine that was
-# not quiet: section 8 prints how long its training took, and the book's
-# status page lists the whole run.
+# with `SMOKE = True`). Section 8 prints how long the training took, and the
+# book's status page lists the whole run.
 
 # %%
 # On Google Colab, install the course first (see labutils.colab).
@@ -126,6 +125,7 @@ from labutils.sentiment import (
     recipe,
 )
 from labutils.sentiment.speed import matmul_flops, mfu, non_embedding_params, step_tokens_per_second
+from labutils.stats import binomial_interval
 
 transformers.logging.set_verbosity_error()  # hide the load reports; we inspect the weights ourselves
 print("seed:", seed_everything(SEED))
@@ -346,8 +346,18 @@ padded_tokens = {name: sum(len(b) * train_lengths[b].max().item() for b in batch
                  for name, batches in [("random batches", random_batches), ("length-bucketed", bucketed)]}
 for name, count in padded_tokens.items():
     print(f"{name:>16}: {count:>8,} token positions to compute (real tokens: {train_lengths.sum().item():,})")
+padding_share = padded_tokens["length-bucketed"] / train_lengths.sum().item() - 1
+print(f"length-bucketed batches compute {padding_share:.1%} more positions than there are real tokens")
 assert sorted(torch.cat(bucketed).tolist()) == list(range(len(train_lengths)))  # every snippet exactly once
 assert padded_tokens["length-bucketed"] < 0.8 * padded_tokens["random batches"]
+assert SMOKE or padding_share < 0.05  # the text says: packing could save less than 5%
+
+# %% [markdown]
+# After bucketing, padding is almost gone: the batches compute less than 5%
+# more positions than there are tokens (printed above). **Sequence packing**
+# (序列打包), which joins several snippets into one row and keeps them apart
+# with the attention mask, could save at most that share, so this chapter
+# does not pack.
 
 # %% [markdown]
 # ## 6. Model 2: frozen BERT embeddings and logistic regression
@@ -466,8 +476,12 @@ del stock_classifier
 # a CPU's cores better). Two more changes were meant for speed, and both are
 # measured after training (where you will see how little they bought on this
 # machine): the word-embedding table stays as pretrained
-# (`TRAIN_WORD_EMBEDDINGS = False`), and AdamW runs in its fused form. The
-# loop is built in five steps below.
+# (`TRAIN_WORD_EMBEDDINGS = False`), and AdamW runs in its fused form. What
+# the other choices buy in accuracy (the second epoch, the lower layers
+# trained rather than frozen) takes one full fine-tuning each to find out, so
+# the course's benchmark measures it on this validation split
+# (`python -m course bench --only recipe`, on the benchmark page). The loop is
+# built in five steps below.
 
 # %%
 assert not hasattr(transformers, "AdamW")  # the seed's `from transformers import AdamW` fails today
@@ -646,15 +660,16 @@ del probe_optimizer, probe_scheduler, probe_scaler
 print(inspect.getsource(predict_proba))
 
 # %% [markdown]
-# The loop: tokenize once, freeze the word-embedding table (unless
-# `train_word_embeddings`), build the optimizer from the groups (`fused=True`:
-# one kernel updates a whole tensor, instead of a dozen elementwise passes
-# over it) and the scheduler from the schedule, then for each epoch run `train_step` over
-# length-bucketed batches (recording the loss, the norm and any skipped step,
-# and logging to a live plot), and measure the **validation** accuracy at the
-# end of the epoch. The weights of the best epoch are kept in memory and put
-# back at the end: the checkpoint is chosen on validation, never on the test
-# set.
+# The loop: tokenize the training and validation snippets once, freeze the
+# word-embedding table (unless `train_word_embeddings`), build the optimizer
+# from the groups (`fused=True`: one kernel updates a whole tensor, instead of
+# a dozen elementwise passes over it) and the scheduler from the schedule,
+# then for each epoch run `train_step` over length-bucketed batches
+# (recording the loss, the norm and any skipped step, and logging to a live
+# plot), and measure the **validation** accuracy at the end of the epoch. The
+# weights of the best epoch are kept in memory and put back at the end: the
+# checkpoint is chosen on validation, never on the test set. The `finally`
+# puts the table's `requires_grad` back even when you interrupt the training.
 
 # %%
 def fine_tune(model, tokenizer, texts, labels, *, valid_texts=None, valid_labels=None, epochs=2,
@@ -667,43 +682,47 @@ def fine_tune(model, tokenizer, texts, labels, *, valid_texts=None, valid_labels
     start, device, history = time.perf_counter(), next(model.parameters()).device, History()
     token_ids = tokenizer(list(texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     lengths, labels = torch.tensor([len(ids) for ids in token_ids]), torch.as_tensor(labels)
+    valid_ids = None if valid_texts is None else tokenizer(
+        list(valid_texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     word_embeddings = model.get_input_embeddings().weight  # about half of MiniLM's parameters
     was_trainable = word_embeddings.requires_grad
     word_embeddings.requires_grad_(train_word_embeddings)  # frozen: no gradient, no AdamW update
-    groups = parameter_groups(model, encoder_lr, head_lr, weight_decay)
-    optimizer = torch.optim.AdamW(groups, fused=True)  # fused: one kernel updates a whole tensor
-    total = epochs * len(length_bucketed_batches(lengths, batch_size))
-    warmup = max(1, int(warmup_share * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_then_decay(s, warmup, total))
-    amp_dtype = autocast_dtype(device, precision)
-    scaler = make_scaler(device, amp_dtype)
-    order, best = torch.Generator().manual_seed(seed), None
-    torch.manual_seed(seed)  # dropout
-    for epoch in range(1, epochs + 1):
-        model.train()  # dropout on (predict_proba switches it off)
-        batches = length_bucketed_batches(lengths, batch_size, order)
-        for indices in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress):
-            inputs = collate(tokenizer, token_ids, indices).to(device)
-            loss, grad_norm = train_step(model, inputs, labels[indices].to(device), optimizer, scheduler,
-                                         scaler, clip_norm=clip_norm, amp_dtype=amp_dtype)
-            history.append(loss)
-            history.skipped += grad_norm is None
-            history.grad_norms += [] if grad_norm is None else [grad_norm]
-            if on_log and len(history) % log_every == 0:
-                on_log(len(history), train_loss=float(np.mean(history[-log_every:])))
-        if valid_texts is not None:
-            valid_ids = tokenizer(list(valid_texts), truncation=True, max_length=MAX_LEN)["input_ids"]
-            history.valid_accuracy.append(accuracy(model, tokenizer, valid_ids, valid_labels,
-                                                   amp_dtype=amp_dtype))
-            if on_log:
-                on_log(len(history), valid_acc=history.valid_accuracy[-1])
-            if history.valid_accuracy[-1] > max(history.valid_accuracy[:-1], default=-1.0):
-                best, history.best_epoch = copy.deepcopy(model.state_dict()), epoch
-    if best is not None:
-        model.load_state_dict(best)  # the checkpoint chosen on validation
-    history.final_lr = scheduler.get_last_lr()
-    history.seconds = time.perf_counter() - start
-    word_embeddings.requires_grad_(was_trainable)  # the model as it came
+    try:
+        groups = parameter_groups(model, encoder_lr, head_lr, weight_decay)
+        optimizer = torch.optim.AdamW(groups, fused=True)  # fused: one kernel updates a whole tensor
+        total = epochs * len(length_bucketed_batches(lengths, batch_size))
+        warmup = max(1, int(warmup_share * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_then_decay(s, warmup, total))
+        amp_dtype = autocast_dtype(device, precision)
+        scaler = make_scaler(device, amp_dtype)
+        order, best = torch.Generator().manual_seed(seed), None
+        torch.manual_seed(seed)  # dropout
+        for epoch in range(1, epochs + 1):
+            model.train()  # dropout on (predict_proba switches it off)
+            batches = length_bucketed_batches(lengths, batch_size, order)
+            for indices in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress):
+                inputs = collate(tokenizer, token_ids, indices).to(device)
+                loss, grad_norm = train_step(model, inputs, labels[indices].to(device), optimizer, scheduler,
+                                             scaler, clip_norm=clip_norm, amp_dtype=amp_dtype)
+                history.append(loss)
+                history.skipped += grad_norm is None
+                history.grad_norms += [] if grad_norm is None else [grad_norm]
+                if on_log and len(history) % log_every == 0:
+                    on_log(len(history), train_loss=float(np.mean(history[-log_every:])))
+            if valid_texts is not None:
+                history.valid_accuracy.append(accuracy(model, tokenizer, valid_ids, valid_labels,
+                                                       amp_dtype=amp_dtype))
+                if on_log:
+                    on_log(len(history), valid_acc=history.valid_accuracy[-1])
+                if history.valid_accuracy[-1] > max(history.valid_accuracy[:-1], default=-1.0):
+                    best, history.best_epoch = copy.deepcopy(model.state_dict()), epoch
+        if best is not None:
+            model.load_state_dict(best)  # the checkpoint chosen on validation
+        history.final_lr = scheduler.get_last_lr()
+        history.seconds = time.perf_counter() - start
+    finally:  # the model as it came, also when the training is interrupted
+        word_embeddings.requires_grad_(was_trainable)
     model.eval()
     return history
 
@@ -914,12 +933,6 @@ ax = heatmap(cm, ["rotten", "fresh"], ["rotten", "fresh"], fmt="{:.0f}", title="
 # only what these intervals support.
 
 # %%
-def binomial_interval(p, n, z=1.96):
-    """Normal-approximation 95% interval of an accuracy p measured on n examples."""
-    half = z * (p * (1 - p) / n) ** 0.5
-    return p - half, p + half
-
-
 def paired_gap(correct_a, correct_b, z=1.96):
     """Accuracy of A minus accuracy of B on the same examples, with its 95% interval."""
     d = correct_a.float() - correct_b.float()
@@ -1287,7 +1300,7 @@ check("06.5", lambda: wordpiece_ids, test=test_wordpiece_ids,
 # **Glossary (术语):** fine-tuning / 微调 · pretrained model / 预训练模型 ·
 # WordPiece tokenization / WordPiece 分词 · attention mask / 注意力掩码 ·
 # padding / 填充 · truncation / 截断 · dynamic padding / 动态填充 ·
-# length bucketing / 按长度分桶 · mean pooling / 平均池化 ·
+# length bucketing / 按长度分桶 · sequence packing / 序列打包 · mean pooling / 平均池化 ·
 # frozen encoder / 冻结编码器 · model FLOP/s utilisation (MFU) / 模型算力利用率 · transfer learning / 迁移学习 · learning-rate warm-up / 学习率预热 ·
 # gradient clipping / 梯度裁剪 · mixed precision / 混合精度 · gradient scaler / 梯度缩放器 ·
 # weight decay / 权重衰减 · parameter group / 参数组 · validation set / 验证集 · test set / 测试集 ·

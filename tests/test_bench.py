@@ -60,7 +60,8 @@ def test_the_page_includes_every_table_the_bench_writes_and_they_are_committed()
 def test_smoke_bench_writes_the_tables_its_page_includes(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "SMOKE", True)
     assert bench.main(["--out", str(tmp_path)]) == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}.md" for s in included_tables())
+    default = set(included_tables()) - {"recipe"}  # recipe: only with --only (a test below)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"{s}.md" for s in default)
     text = {p.stem: p.read_text(encoding="utf-8") for p in tmp_path.glob("*.md")}
     assert not any(line.startswith("#") for t in text.values() for line in t.splitlines())  # tables only
     assert "CPU flags" in text["machine"] and "tables measured" not in text["machine"]
@@ -82,3 +83,24 @@ def test_a_partial_run_rewrites_only_its_tables_and_says_so(tmp_path):
     assert (tmp_path / "course.md").read_text(encoding="utf-8") == "an earlier run's table\n"
     rows = (tmp_path / "limits.md").read_text(encoding="utf-8").splitlines()
     assert rows[2] == "| fp32 matmul 8 x 8 | 1 GFLOP/s |  |  |"
+
+
+def test_only_the_course_table_leaves_the_limits_unmeasured_and_unwritten(tmp_path, monkeypatch):
+    earlier = "the limits the training table was divided by\n"
+    (tmp_path / "limits.md").write_text(earlier, encoding="utf-8")
+    monkeypatch.setattr(bench, "SMOKE", True)
+    monkeypatch.setattr(bench, "limits", lambda table: pytest.fail("the course table needs no limits"))
+    assert bench.main(["--only", "course", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["course.md", "limits.md", "machine.md"]
+    assert (tmp_path / "limits.md").read_text(encoding="utf-8") == earlier
+
+
+def test_the_recipe_table_scores_each_variant_on_validation(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "SMOKE", True)
+    assert bench.main(["--only", "recipe", "--out", str(tmp_path)]) == 0
+    rows = (tmp_path / "recipe.md").read_text(encoding="utf-8").splitlines()[2:]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows] == [
+        *(label for label, _ in bench.RECIPE_VARIANTS), "95% interval of one validation accuracy"]
+    assert all(" valid | " in row and " min | " in row for row in rows[:-1])
+    steps = [int(re.search(r"(\d+) steps", row).group(1)) for row in rows[:2]]
+    assert steps[0] == 2 * steps[1]  # the recipe's 2 epochs against the "1 epoch" row

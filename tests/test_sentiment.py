@@ -280,3 +280,15 @@ def test_fine_tune_leaves_the_word_embeddings_as_pretrained_by_default(tokenizer
     assert torch.equal(model.get_input_embeddings().weight, table)  # frozen: not a number moved
     assert not torch.equal(model.bert.encoder.layer[0].output.dense.weight, layer)  # the rest trained
     assert model.get_input_embeddings().weight.requires_grad  # and trainable again afterwards
+
+
+def test_an_interrupted_fine_tune_leaves_the_word_embeddings_trainable(tokenizer):
+    model = tiny_model()
+
+    def interrupt(step, **logged):
+        raise KeyboardInterrupt  # what a learner's stop button does mid-epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        sentiment.fine_tune(model, tokenizer, ["great fun", "awful"] * 4, torch.tensor([1, 0] * 4), epochs=1,
+                            batch_size=4, log_every=1, on_log=interrupt, progress=False)
+    assert model.get_input_embeddings().weight.requires_grad

@@ -137,42 +137,46 @@ def fine_tune(model, tokenizer, texts, labels, *, valid_texts=None, valid_labels
     start, device, history = time.perf_counter(), next(model.parameters()).device, History()
     token_ids = tokenizer(list(texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     lengths, labels = torch.tensor([len(ids) for ids in token_ids]), torch.as_tensor(labels)
+    valid_ids = None if valid_texts is None else tokenizer(
+        list(valid_texts), truncation=True, max_length=MAX_LEN)["input_ids"]
     word_embeddings = model.get_input_embeddings().weight  # about half of MiniLM's parameters
     was_trainable = word_embeddings.requires_grad
     word_embeddings.requires_grad_(train_word_embeddings)  # frozen: no gradient, no AdamW update
-    groups = parameter_groups(model, encoder_lr, head_lr, weight_decay)
-    optimizer = torch.optim.AdamW(groups, fused=True)  # fused: one kernel updates a whole tensor
-    total = epochs * len(length_bucketed_batches(lengths, batch_size))
-    warmup = max(1, int(warmup_share * total))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_then_decay(s, warmup, total))
-    amp_dtype = autocast_dtype(device, precision)
-    scaler = make_scaler(device, amp_dtype)
-    order, best = torch.Generator().manual_seed(seed), None
-    torch.manual_seed(seed)  # dropout
-    for epoch in range(1, epochs + 1):
-        model.train()  # dropout on (predict_proba switches it off)
-        batches = length_bucketed_batches(lengths, batch_size, order)
-        for indices in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress):
-            inputs = collate(tokenizer, token_ids, indices).to(device)
-            loss, grad_norm = train_step(model, inputs, labels[indices].to(device), optimizer, scheduler,
-                                         scaler, clip_norm=clip_norm, amp_dtype=amp_dtype)
-            history.append(loss)
-            history.skipped += grad_norm is None
-            history.grad_norms += [] if grad_norm is None else [grad_norm]
-            if on_log and len(history) % log_every == 0:
-                on_log(len(history), train_loss=float(np.mean(history[-log_every:])))
-        if valid_texts is not None:
-            valid_ids = tokenizer(list(valid_texts), truncation=True, max_length=MAX_LEN)["input_ids"]
-            history.valid_accuracy.append(accuracy(model, tokenizer, valid_ids, valid_labels,
-                                                   amp_dtype=amp_dtype))
-            if on_log:
-                on_log(len(history), valid_acc=history.valid_accuracy[-1])
-            if history.valid_accuracy[-1] > max(history.valid_accuracy[:-1], default=-1.0):
-                best, history.best_epoch = copy.deepcopy(model.state_dict()), epoch
-    if best is not None:
-        model.load_state_dict(best)  # the checkpoint chosen on validation
-    history.final_lr = scheduler.get_last_lr()
-    history.seconds = time.perf_counter() - start
-    word_embeddings.requires_grad_(was_trainable)  # the model as it came
+    try:
+        groups = parameter_groups(model, encoder_lr, head_lr, weight_decay)
+        optimizer = torch.optim.AdamW(groups, fused=True)  # fused: one kernel updates a whole tensor
+        total = epochs * len(length_bucketed_batches(lengths, batch_size))
+        warmup = max(1, int(warmup_share * total))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: warmup_then_decay(s, warmup, total))
+        amp_dtype = autocast_dtype(device, precision)
+        scaler = make_scaler(device, amp_dtype)
+        order, best = torch.Generator().manual_seed(seed), None
+        torch.manual_seed(seed)  # dropout
+        for epoch in range(1, epochs + 1):
+            model.train()  # dropout on (predict_proba switches it off)
+            batches = length_bucketed_batches(lengths, batch_size, order)
+            for indices in tqdm(batches, desc=f"epoch {epoch}/{epochs}", disable=not progress):
+                inputs = collate(tokenizer, token_ids, indices).to(device)
+                loss, grad_norm = train_step(model, inputs, labels[indices].to(device), optimizer, scheduler,
+                                             scaler, clip_norm=clip_norm, amp_dtype=amp_dtype)
+                history.append(loss)
+                history.skipped += grad_norm is None
+                history.grad_norms += [] if grad_norm is None else [grad_norm]
+                if on_log and len(history) % log_every == 0:
+                    on_log(len(history), train_loss=float(np.mean(history[-log_every:])))
+            if valid_texts is not None:
+                history.valid_accuracy.append(accuracy(model, tokenizer, valid_ids, valid_labels,
+                                                       amp_dtype=amp_dtype))
+                if on_log:
+                    on_log(len(history), valid_acc=history.valid_accuracy[-1])
+                if history.valid_accuracy[-1] > max(history.valid_accuracy[:-1], default=-1.0):
+                    best, history.best_epoch = copy.deepcopy(model.state_dict()), epoch
+        if best is not None:
+            model.load_state_dict(best)  # the checkpoint chosen on validation
+        history.final_lr = scheduler.get_last_lr()
+        history.seconds = time.perf_counter() - start
+    finally:  # the model as it came, also when the training is interrupted
+        word_embeddings.requires_grad_(was_trainable)
     model.eval()
     return history
