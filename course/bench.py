@@ -211,8 +211,8 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
 
 # --- chapter 06's recipe, one change at a time: validation accuracy and training time ------------
 
-# each variant changes one thing in fine_tune's defaults (chapter 06's recipe); "frozen_layers" and
-# "dropout" are set on the model before fine_tune is called
+# each variant changes one thing in fine_tune's defaults (chapter 06's recipe); "frozen_layers" is
+# set on the model before fine_tune is called
 RECIPE_VARIANTS = [("chapter 06's recipe (2 epochs)", {}),
                    ("1 epoch", {"epochs": 1}),
                    ("embeddings and bottom 2 encoder layers frozen", {"frozen_layers": 2})]
@@ -239,11 +239,6 @@ def recipe_variants(table: Table) -> None:
         if frozen:  # no gradient below the first trained layer: the backward pass stops there
             model.bert.embeddings.requires_grad_(False)
             model.bert.encoder.layer[:frozen].requires_grad_(False)
-        if "dropout" in change:
-            for module in model.modules():
-                if isinstance(module, torch.nn.Dropout):
-                    module.p = change["dropout"]
-            del change["dropout"]
         if SMOKE:
             change["batch_size"] = change.get("batch_size", 32) // 4
         history = fine_tune(model, tokenizer, texts, labels, valid_texts=valid_texts,
