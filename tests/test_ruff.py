@@ -1,4 +1,4 @@
-"""ruff (pinned in requirements.txt, configured in pyproject.toml) passes on the course's Python code."""
+"""ruff (pinned in requirements-dev.txt, configured in pyproject.toml) passes on the course's Python code."""
 
 import subprocess
 import sys
@@ -15,7 +15,7 @@ def test_ruff_check_passes():
 
 
 def test_ruff_is_the_pinned_version():
-    requirements = (ROOT / "requirements.txt").read_text().splitlines()
+    requirements = (ROOT / "requirements-dev.txt").read_text().splitlines()
     pinned = next(line.split("==")[1].split()[0] for line in requirements if line.startswith("ruff=="))
     version = subprocess.run([sys.executable, "-m", "ruff", "--version"], capture_output=True,
                              text=True).stdout

@@ -216,8 +216,24 @@ def test_a_float32_step_reports_the_norm_before_clipping(tokenizer):
     assert scheduler.last_epoch == 1
 
 
+@pytest.mark.parametrize("native_bf16, expected", [(False, None), (True, torch.bfloat16)])
+def test_auto_precision_on_a_cpu_is_bfloat16_only_where_it_is_native(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(recipe, "cpu_has_native_bf16", lambda: native_bf16)
+    assert recipe.autocast_dtype("cpu") is expected and recipe.autocast_dtype("cpu", "fp32") is None
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
+    cases = [("fpu avx2 fma", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)]
+    for flags, expected in cases:
+        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
+        monkeypatch.setattr(recipe, "Path", lambda _: tmp_path / "cpuinfo")
+        recipe.cpu_has_native_bf16.cache_clear()
+        assert recipe.cpu_has_native_bf16() is expected, flags
+    recipe.cpu_has_native_bf16.cache_clear()
+
+
 def test_precision_choice():
-    assert recipe.autocast_dtype("cpu") is None and recipe.autocast_dtype("cpu", "bf16") == torch.bfloat16
+    assert recipe.autocast_dtype("cpu", "bf16") == torch.bfloat16
     assert recipe.autocast_dtype("mps", "auto") is None
     assert not recipe.make_scaler("cpu", torch.bfloat16).is_enabled()
     assert recipe.make_scaler("cpu", torch.float16).is_enabled()

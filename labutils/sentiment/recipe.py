@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -43,17 +45,29 @@ def collate(tokenizer, token_ids, indices):
     return tokenizer.pad({"input_ids": [token_ids[i] for i in indices]}, return_tensors="pt")
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (``avx512_bf16`` or AMX), as Linux lists them in
+    /proc/cpuinfo. Without them, bfloat16 matrix products are emulated and slower than float32."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = set(cpuinfo.read_text().split()) if cpuinfo.exists() else set()
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
 def autocast_dtype(device, precision: str = "auto") -> torch.dtype | None:
     """The dtype of the forward pass under autocast, or ``None`` for plain float32.
 
     ``"auto"``: bfloat16 on a CUDA GPU that has it, else float16 (with a GradScaler);
-    float32 on a CPU or Apple GPU. ``"bf16"`` on a CPU is fast only where the CPU has
-    native bfloat16 instructions (``avx512_bf16`` or AMX); choose it there yourself.
+    bfloat16 on a CPU with native bfloat16 instructions; float32 on other CPUs and on
+    an Apple GPU.
     """
     if precision not in ("auto", "fp32", "bf16", "fp16"):
         raise ValueError(f"precision={precision!r}: use 'auto', 'fp32', 'bf16' or 'fp16'")
     if precision == "auto":
-        if torch.device(device).type != "cuda":
+        kind = torch.device(device).type
+        if kind == "cpu":
+            return torch.bfloat16 if cpu_has_native_bf16() else None
+        if kind != "cuda":
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
