@@ -1329,10 +1329,10 @@ print(f"test accuracy with transfer: {transfer_acc:.1%} (95% interval {low:.1%} 
 half_width = (high - low) / 2
 where = ("below the lowest" if transfer_acc < accs.min() else "above the highest" if transfer_acc > accs.max()
          else "inside the range")
+outside = max(accs.min() - transfer_acc, transfer_acc - accs.max(), 0)  # how far beyond the seeds' range
+by = f" (by {round(outside * len(test_labels))} of the {len(test_labels):,} test reviews)" if outside else ""
 print(f"difference from the mean {100 * transfer_gap:+.1f} points: {where} of the {len(accs)} "
-      f"from-scratch seeds "
-      f"(by {round(max(accs.min() - transfer_acc, transfer_acc - accs.max(), 0) * len(test_labels))} "
-      f"of the {len(test_labels):,} test reviews), "
+      f"from-scratch seeds{by}, "
       f"{'within' if abs(transfer_gap) <= half_width else 'beyond'} the ±{100 * half_width:.1f}-point "
       "95% interval of one test accuracy")
 if not SMOKE:

@@ -224,12 +224,14 @@ def test_auto_precision_on_a_cpu_is_bfloat16_only_where_it_is_native(monkeypatch
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     cases = [("fpu avx2 fma", False), ("fpu avx512f avx512_bf16", True), ("amx_bf16 amx_tile", True)]
-    for flags, expected in cases:
-        (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
-        monkeypatch.setattr(recipe, "Path", lambda _: tmp_path / "cpuinfo")
-        recipe.cpu_has_native_bf16.cache_clear()
-        assert recipe.cpu_has_native_bf16() is expected, flags
-    recipe.cpu_has_native_bf16.cache_clear()
+    monkeypatch.setattr(recipe, "Path", lambda _: tmp_path / "cpuinfo")
+    try:
+        for flags, expected in cases:
+            (tmp_path / "cpuinfo").write_text(f"processor : 0\nflags : {flags}\n")
+            recipe.cpu_has_native_bf16.cache_clear()
+            assert recipe.cpu_has_native_bf16() is expected, flags
+    finally:
+        recipe.cpu_has_native_bf16.cache_clear()  # the next caller reads this machine's flags again
 
 
 def test_precision_choice():
