@@ -153,9 +153,11 @@ def training_data(tokenizer, batch_size: int, count: int):
 
 
 def load_classifier():
+    from labutils import seed_everything
     from labutils.models import load_minilm_tokenizer, minilm_dir
     from labutils.sentiment import MeanPooledBertForSequenceClassification
 
+    seed_everything(0)  # chapter 06's seed before its load: every caller gets the same new head
     model = MeanPooledBertForSequenceClassification.from_pretrained(
         minilm_dir(), num_labels=2, local_files_only=True, use_safetensors=True)
     return load_minilm_tokenizer(), model
@@ -452,8 +454,8 @@ FIRST_IMPORTS = ("import torch, transformers, sklearn, scipy, pandas, matplotlib
 
 
 def fresh_setup(table: Table, section: str) -> None:
-    """A learner's `make setup` into a new venv, from what pip and npm find on this machine (their
-    caches, a local wheel folder): the setup time from a warm cache, and the size of that venv."""
+    """A learner's `make setup` into a new venv, from what pip finds on this machine (its cache, a
+    local wheel folder): the setup time from a warm cache, and the size of that venv."""
     # as on a learner's machine: no venv active, and Python keeps the bytecode it compiles
     env = {k: v for k, v in os.environ.items()
            if k not in ("VIRTUAL_ENV", "MAKEFLAGS", "MAKELEVEL", "PYTHONDONTWRITEBYTECODE")}
@@ -470,7 +472,8 @@ def fresh_setup(table: Table, section: str) -> None:
                        capture_output=True)
         used = tree_bytes(venv)
     table.add(section, "a learner's make setup, new venv", f"{seconds:.0f} s", "",
-              "one run; pip and npm take what this machine holds (their caches, local wheel folders)")
+              "one run; pip takes what this machine holds (its cache, local wheel folders); the website's "
+              "scripts already in book/_static/vendor are kept, so npm does not run")
     table.add(section, "  that venv", f"{fresh / 1e9:.2f} GB", "",
               f"{used / 1e9:.2f} GB once every chapter's packages were imported (Python writes their .pyc)")
 

@@ -95,7 +95,6 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
@@ -871,10 +870,13 @@ base = speed["this recipe"][0]
 print(f"{'':<32}{'tokens/s':>10} {'range':>13} {'vs recipe':>10} {'MFU':>6}")
 for name, (rate, low, high, share) in speed.items():
     print(f"{name:<32}{rate:>10.0f} {low:>6.0f}-{high:<6.0f} {rate / base:>9.2f}x {share:>6.0%}")
-# near or even above 100% can happen (the peak is timed apart, perhaps on a busier moment);
-# far above it would mean the FLOP count or the peak is wrong
-assert all(0 < share < 1.5 for *_, share in speed.values())
-if device.type == "cpu":  # the claims below are about a CPU
+# Timings are checked in the full run only: the test suite's smoke run times two batches while
+# another notebook shares the cores, so its ratios are noise.
+if not SMOKE:
+    # near or even above 100% can happen (the peak is timed apart, perhaps on a busier moment);
+    # far above it would mean the FLOP count or the peak is wrong
+    assert all(0 < share < 1.5 for *_, share in speed.values())
+if not SMOKE and device.type == "cpu":  # the claims below are about a CPU
     overhead = {name: speed[name][0] / base for name in list(levers)[1:4]}
     assert all(abs(ratio - 1) < 0.25 for ratio in overhead.values()), overhead
     if recipe_precision == "bf16":  # native bfloat16: faster matrix products, so a faster step

@@ -1082,7 +1082,9 @@ print(f"prefill of {flop_ids.shape[1]} tokens: {prefill_rate:.1f} tokens/s "
       f"the decoding rate; {prefill_rate * counted / 1e9:.1f} GFLOP/s) on {device}, "
       f"{torch.get_num_threads()} threads")
 assert decode_rate < 1.5 * bound  # no decoder reads 0.5 GB per token faster than memory allows
-assert device.type != "cpu" or decode_rate > 0.1 * bound  # and on a CPU it comes within sight of the bound
+# and on a CPU it comes within sight of the bound (in the full run: the test suite's smoke run
+# decodes while another notebook shares the cores)
+assert SMOKE or device.type != "cpu" or decode_rate > 0.1 * bound
 assert SMOKE or prefill_rate > 2 * decode_rate
 
 # %% [markdown]

