@@ -221,6 +221,7 @@ def training(table: Table, levers: bool, compile_: bool = False) -> None:
 RECIPE_VARIANTS = [("chapter 06's recipe (2 epochs)", {}),
                    ("float32 (no autocast)", {"precision": "fp32"}),
                    ("1 epoch", {"epochs": 1}),
+                   ("batch 64", {"batch_size": 64}),
                    ("embeddings and bottom 2 encoder layers frozen", {"frozen_layers": 2})]
 
 

@@ -476,9 +476,9 @@ del stock_classifier
 # measured after training (where you will see how little they bought on this
 # machine): the word-embedding table stays as pretrained
 # (`TRAIN_WORD_EMBEDDINGS = False`), and AdamW runs in its fused form. What
-# the other choices buy in accuracy (the second epoch, the lower layers
-# trained rather than frozen, bfloat16 rather than float32 on a CPU that
-# has it) takes one full fine-tuning each to find out, so
+# the other choices buy in accuracy (the second epoch, batch 32 rather than
+# 64, the lower layers trained rather than frozen, bfloat16 rather than
+# float32 on a CPU that has it) takes one full fine-tuning each to find out, so
 # the course's benchmark measures it on this validation split
 # (`python -m course bench --only recipe`, on the benchmark page). The loop is
 # built in five steps below.

