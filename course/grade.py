@@ -409,11 +409,14 @@ def run_submission(
             except CellTimeoutError:
                 error = f"timed out after {client.timeout} s"
                 run_sync(client.km.interrupt_kernel)()
-                try:
-                    client.timeout = PROBE_TIMEOUT
-                    client.execute_cell(nbformat.v4.new_code_cell("pass"), index)
-                except (CellTimeoutError, DeadKernelError):
-                    stopped = f"the kernel stopped answering after {where} timed out"
+                if left < cell_timeout:  # the notebook's budget ran out, not the cell's: nothing runs after
+                    stopped = f"the notebook time limit ({notebook_timeout:.0f} s) was reached while {where}"
+                else:
+                    try:
+                        client.timeout = PROBE_TIMEOUT
+                        client.execute_cell(nbformat.v4.new_code_cell("pass"), index)
+                    except (CellTimeoutError, DeadKernelError):
+                        stopped = f"the kernel stopped answering after {where} timed out"
             except DeadKernelError:
                 error = stopped = f"the kernel died while {where} (os._exit, a crash, or out of memory)"
             except CellExecutionError as exc:  # not expected with allow_errors, but never fatal
