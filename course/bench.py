@@ -445,7 +445,7 @@ def venv_sizes() -> tuple[float, list[tuple[str, float]]]:
     if site is not None and not SMOKE:
         for folder in site.iterdir():
             if folder.is_dir() and not folder.name.endswith((".dist-info", "__pycache__")):
-                sizes.append((folder.name, sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())))
+                sizes.append((folder.name, tree_bytes(folder)))
     return total, sorted(sizes, key=lambda s: -s[1])[:8]
 
 
